@@ -1,0 +1,99 @@
+"""Command line: ``python -m capslib run|status|download``. Bad input gets one line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+RESULTS_ENV = "CAPSLIB_RESULTS"
+
+
+def _ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",") if x != ""]
+
+
+def _floats(s: str) -> list[float]:
+    return [float(x) for x in s.split(",") if x != ""]
+
+
+def _strs(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m capslib", description="CapsNet anomaly-detection study")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("run", "status"):
+        s = sub.add_parser(name, help="train the missing cells" if name == "run" else "list finished and missing cells")
+        s.add_argument("--profile", default="quick", help="quick (digits, CPU minutes) or paper (GPU)")
+        s.add_argument("--protocol", help="imbalanced (paper A) or novelty (paper B)")
+        s.add_argument("--dataset", type=_strs, help="comma list: digits,mnist,fashion,kmnist,smallnorb")
+        s.add_argument("--classes", type=_ints, help="normal classes (imbalanced) / held-out classes (novelty)")
+        s.add_argument("--fractions", type=_floats, help="anomaly fractions, e.g. 0.1,0.01")
+        s.add_argument("--seeds", type=_ints)
+        s.add_argument("--epochs", type=int, help="override the profile's epochs")
+        s.add_argument("--methods", type=_strs, help="e.g. capsnet")
+        s.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
+        s.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
+        if name == "run":
+            s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+            s.add_argument("--no-progress", action="store_true")
+    d = sub.add_parser("download", help="fetch an MNIST-family dataset with torchvision")
+    d.add_argument("dataset")
+    d.add_argument("--data-root", default=None)
+    return p
+
+
+def grid_from_args(args):
+    from .runner import narrow, profile_grid
+    return narrow(profile_grid(args.profile), protocol=args.protocol, datasets=args.dataset, classes=args.classes,
+                  fractions=args.fractions, seeds=args.seeds, epochs=args.epochs, methods=args.methods)
+
+
+def cmd_run(args) -> int:
+    from .runner import run_grid
+    from .store import ResultsStore
+    cells = grid_from_args(args).cells()
+    store = ResultsStore(args.results_root, args.profile)
+    t0 = time.perf_counter()
+    rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress)
+    print(f"{len(rep['ran'])} cells ran, {len(rep['skipped'])} already finished, {len(rep['failed'])} failed "
+          f"in {time.perf_counter() - t0:.1f} s; results in {store.dir}")
+    for cid, msg in rep["failed"].items():
+        print(f"failed: {cid}: {msg}", file=sys.stderr)
+    return 1 if rep["failed"] else 0
+
+
+def cmd_status(args) -> int:
+    from .store import ResultsStore
+    cells = grid_from_args(args).cells()
+    store = ResultsStore(args.results_root, args.profile)
+    done = [c for c in cells if store.is_done(c)]
+    missing = [c for c in cells if not store.is_done(c)]
+    for c in done:
+        print(f"finished  {c.cell_id}")
+    for c in missing:
+        print(f"missing   {c.cell_id}")
+    print(f"{len(done)}/{len(cells)} cells finished, {len(missing)} missing ({store.dir})")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .data import download
+    print(f"downloaded {args.dataset} under {download(args.dataset, args.data_root)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from .config import ConfigError
+    from .data import DataError
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "status": cmd_status, "download": cmd_download}[args.command](args)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are kept; rerun to continue", file=sys.stderr)
+        return 130

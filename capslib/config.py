@@ -1,0 +1,126 @@
+"""Validated configuration shared by the CLI, the papermill parameters and the tests.
+
+A :class:`CellSpec` names one *cell* of the study: one training and evaluation of one
+method under one protocol. ``resolved()`` fills the paper's hyper-parameters
+(STUDY.md §2, §3) for anything left ``None``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Optional
+
+PROTOCOLS = ("imbalanced", "novelty")
+VARIANTS = {"imbalanced": ("standard", "proposed"), "novelty": ("",)}
+N_CLASSES = {"digits": 10, "mnist": 10, "fashion": 10, "kmnist": 10, "smallnorb": 5}
+
+# paper hyper-parameters: (epochs, batch size, lr decay per 2000 steps)
+PAPER_A_TRAINING = {"epochs": 10, "batch_size": 32, "lr_decay": 1.0}
+PAPER_B_TRAINING = {
+    "mnist": {"epochs": 20, "batch_size": 100, "lr_decay": 0.96},
+    "fashion": {"epochs": 50, "batch_size": 100, "lr_decay": 0.96},
+    "smallnorb": {"epochs": 50, "batch_size": 64, "lr_decay": 0.96},
+}
+PAPER_B_DEFAULT = {"epochs": 20, "batch_size": 100, "lr_decay": 0.96}
+
+
+class ConfigError(ValueError):
+    """A cell or grid is misconfigured; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    protocol: str
+    dataset: str
+    method: str = "capsnet"
+    variant: str = ""                         # paper A: "standard" | "proposed"
+    normal_class: Optional[int] = None        # paper A
+    anomaly_fraction: Optional[float] = None  # paper A: f in (0, 0.5]
+    held_out: tuple[int, ...] = ()            # paper B: the anomalous class(es)
+    seed: int = 0
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: float = 1e-3
+    lr_decay: Optional[float] = None          # multiplied in every 2000 steps
+
+    def __post_init__(self):
+        object.__setattr__(self, "held_out", tuple(sorted(int(h) for h in self.held_out)))
+        self.validate()
+
+    def validate(self) -> None:
+        from .data import DATASETS
+        from .methods import METHODS
+
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        known = METHODS[self.protocol]
+        if self.method not in known:
+            raise ConfigError(f"unknown method {self.method!r} for protocol {self.protocol}; "
+                              f"choose one of {', '.join(known)}")
+        K = N_CLASSES[self.dataset]
+        if self.protocol == "imbalanced":
+            variants = VARIANTS["imbalanced"] if self.method == "capsnet" else ("",)
+            if self.variant not in variants:
+                raise ConfigError(f"variant {self.variant!r} for {self.method}: choose one of {variants}")
+            if self.normal_class is None or not 0 <= self.normal_class < K:
+                raise ConfigError(f"normal class {self.normal_class} out of range 0..{K - 1} for {self.dataset}")
+            f = self.anomaly_fraction
+            if f is None or not 0 < f <= 0.5:
+                raise ConfigError(f"anomaly fraction {f} outside (0, 0.5]")
+            if self.held_out:
+                raise ConfigError("held_out belongs to protocol novelty")
+        else:
+            if self.variant:
+                raise ConfigError("protocol novelty has no variant")
+            if not self.held_out or not all(0 <= h < K for h in self.held_out) or len(self.held_out) >= K - 1:
+                raise ConfigError(f"held-out classes {self.held_out} must be 1..{K - 2} classes in 0..{K - 1}")
+            if self.normal_class is not None or self.anomaly_fraction is not None:
+                raise ConfigError("normal_class and anomaly_fraction belong to protocol imbalanced")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.seed < 0 or self.lr <= 0:
+            raise ConfigError("seed must be >= 0 and lr > 0")
+
+    @property
+    def n_classes(self) -> int:
+        return N_CLASSES[self.dataset]
+
+    def resolved(self) -> "CellSpec":
+        """The spec with the paper's training settings wherever a field is None."""
+        paper = PAPER_A_TRAINING if self.protocol == "imbalanced" else PAPER_B_TRAINING.get(self.dataset, PAPER_B_DEFAULT)
+        return replace(self, **{k: v for k, v in paper.items() if getattr(self, k) is None})
+
+    @property
+    def cell_id(self) -> str:
+        """A stable, filesystem-safe name, unique per cell (training settings included)."""
+        r = self.resolved()
+        parts = [r.protocol, r.dataset, r.method]
+        if r.variant:
+            parts.append(r.variant)
+        if r.protocol == "imbalanced":
+            parts += [f"n{r.normal_class}", f"f{r.anomaly_fraction:g}"]
+        else:
+            parts.append("h" + "".join(map(str, r.held_out)))
+        parts += [f"s{r.seed}", f"e{r.epochs}", f"b{r.batch_size}"]
+        return "-".join(parts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["held_out"] = list(self.held_out)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CellSpec":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: (tuple(v) if k == "held_out" else v) for k, v in d.items() if k in known})
+
+    def __str__(self) -> str:
+        return self.cell_id
+
+
+def spec_json(spec: CellSpec) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True)

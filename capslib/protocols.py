@@ -1,0 +1,138 @@
+"""The two protocols' CapsNet cells: train one network, score its test set.
+
+A method is a function ``(spec, data, split, ctx) -> CellResult``; :mod:`capslib.methods`
+maps names to them. Scores follow the library's convention: higher = more anomalous.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .capsnet import CapsNet, CapsNetConfig
+from .config import CellSpec
+from .data import Dataset, norb_crop
+from .scores import logistic_threshold, orient
+from .splits import Split
+from .train import TrainSettings, evaluate_capsnet, set_seed, train_capsnet
+
+GALLERY_SIZE = 8   # images per side (normal, anomalous) kept for the galleries
+
+
+@dataclass
+class RunContext:
+    device: torch.device
+    progress: Optional[Callable[[dict], None]] = None   # called once per training step
+
+
+@dataclass
+class CellResult:
+    test_labels: np.ndarray                       # (n_test,) 1 = anomaly
+    scores: dict[str, np.ndarray]                 # score name -> (n_test,) anomaly scores
+    thresholds: dict[str, Optional[float]]        # score name -> decision threshold (None: AUROC only)
+    train_seconds: float
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # galleries, extra per-image data
+    info: dict = field(default_factory=dict)      # JSON-serialisable extras
+
+
+def gallery_positions(test_labels: np.ndarray, k: int = GALLERY_SIZE, seed: int = 0) -> np.ndarray:
+    """k normal then k anomalous positions in the test set, drawn with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    pick = lambda pos: np.sort(rng.choice(pos, size=min(k, len(pos)), replace=False))
+    return np.concatenate([pick(np.flatnonzero(test_labels == 0)), pick(np.flatnonzero(test_labels == 1))])
+
+
+def to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    x = x.numpy() if isinstance(x, torch.Tensor) else x
+    return np.clip(np.rint(np.asarray(x) * 255), 0, 255).astype(np.uint8)
+
+
+def capsnet_for(data: Dataset, n_classes: int) -> CapsNet:
+    C, H, _ = data.image_shape
+    size = 32 if data.name == "smallnorb" else H
+    return CapsNet(CapsNetConfig(n_classes=n_classes, in_channels=C, image_size=size))
+
+
+def input_transform(data: Dataset):
+    """smallNORB is stored at 48x48 and cropped to 32x32 per batch; others pass unchanged."""
+    return (lambda x, g: norb_crop(x, 32, g)) if data.name == "smallnorb" else None
+
+
+def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
+    """Paper A: a two-capsule CapsNet (z_n = capsule 0, z_a = capsule 1), *standard* or *proposed*."""
+    r = spec.resolved()
+    g = set_seed(r.seed)
+    model = capsnet_for(data, 2).to(ctx.device)
+    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
+    proposed = r.variant == "proposed"
+    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, standardize=True)
+    fit = train_capsnet(
+        model, x_tr, y_tr, settings, g,
+        decoder_mask=torch.zeros_like(y_tr) if proposed else y_tr,   # proposed: always from z_n
+        recon_mask=(y_tr == 0).float() if proposed else None,        # proposed: normal images only
+        progress=ctx.progress, name=spec.cell_id)
+    decoder_capsule = 0 if proposed else None
+    x_te = data.x_test[split.test_idx]
+    gal = gallery_positions(split.test_labels)
+    tr = evaluate_capsnet(model, x_tr, True, decoder_capsule)
+    te = evaluate_capsnet(model, x_te, True, decoder_capsule, keep_reconstructions=gal)
+
+    def measures(o):
+        ld = o["lengths"][:, 1] - o["lengths"][:, 0]
+        return {"length_difference": ld, "r_l": o["r_l"], "anomaly_score": ld + o["r_l"],
+                "pp": -o["lengths"].max(1), "re": o["nse"], "routing_gini": o["gini"][:, 1]}
+
+    train_s, test_s = measures(tr), measures(te)
+    # the Gini's orientation is not given by its definition: fit it on the training labels
+    sign = orient(train_s["routing_gini"], split.train_labels)
+    train_s["routing_gini"], test_s["routing_gini"] = sign * train_s["routing_gini"], sign * test_s["routing_gini"]
+    thresholds = {"length_difference": 0.0}   # the standard decision: anomaly iff ‖z_a‖ > ‖z_n‖
+    for name in ("r_l", "anomaly_score", "routing_gini"):
+        thresholds[name] = logistic_threshold(train_s[name], split.train_labels)
+    thresholds.update(pp=None, re=None)
+    return CellResult(
+        split.test_labels, test_s, thresholds, fit["train_seconds"],
+        arrays={"gallery_positions": gal, "gallery_images": to_uint8(x_te[gal]),
+                "gallery_reconstructions": to_uint8(te["reconstructions"]),
+                "test_lengths": te["lengths"].astype(np.float32),
+                "train_anomaly_score": train_s["anomaly_score"].astype(np.float32),
+                "train_labels": split.train_labels},
+        info={"final_loss": fit["final_loss"], "gini_sign": sign,
+              "n_train_normal": int((split.train_labels == 0).sum()),
+              "n_train_anomalous": int((split.train_labels == 1).sum())})
+
+
+def run_novelty_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
+    """Paper B: a CapsNet classifier of the normal classes; scores −PP and −RE."""
+    r = spec.resolved()
+    g = set_seed(r.seed)
+    k = data.n_classes - len(r.held_out)
+    model = capsnet_for(data, k).to(ctx.device)
+    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
+    transform = input_transform(data)
+    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, transform=transform)
+    fit = train_capsnet(model, x_tr, y_tr, settings, g, progress=ctx.progress, name=spec.cell_id)
+    x_te = data.x_test[split.test_idx]
+    gal = gallery_positions(split.test_labels)
+    te = evaluate_capsnet(model, x_te, False, None, keep_reconstructions=gal, transform=transform)
+    scores = {"pp": -te["lengths"].max(1), "re": te["nse"]}
+    shown = x_te[gal] if transform is None else transform(x_te[gal], None)
+    normal_test = split.test_labels == 0
+    return CellResult(
+        split.test_labels, scores, {"pp": None, "re": None}, fit["train_seconds"],
+        arrays={"gallery_positions": gal, "gallery_images": to_uint8(shown),
+                "gallery_reconstructions": to_uint8(te["reconstructions"]),
+                "test_lengths": te["lengths"].astype(np.float32),
+                "test_classes": data.y_test[split.test_idx].numpy()},
+        info={"final_loss": fit["final_loss"], "n_capsules": k,
+              "normal_test_accuracy": float(np.mean(
+                  te["lengths"][normal_test].argmax(1) == _relabel(data, r.held_out)[data.y_test[split.test_idx].numpy()[normal_test]]))})
+
+
+def _relabel(data: Dataset, held_out) -> np.ndarray:
+    lab = np.full(data.n_classes, -1)
+    normal = [c for c in range(data.n_classes) if c not in held_out]
+    lab[normal] = np.arange(len(normal))
+    return lab

@@ -1,0 +1,183 @@
+"""Profiles (named grids of cells) and the runner that trains only the missing cells.
+
+``run_grid`` is what the CLI, the notebooks and the tests call: it skips every cell
+already in the store, writes each finished cell at once, and a failing cell (a NaN
+loss) is reported by name while the others go on.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+from .config import CellSpec, ConfigError
+from .data import DataError, load_dataset
+from .methods import method_for
+from .protocols import RunContext
+from .splits import imbalanced_split, novelty_split
+from .store import ResultsStore, provenance, result_rows
+from .train import NonFiniteLoss, default_device
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A profile: which cells to run. Expanded by :meth:`cells`."""
+    imbalanced_datasets: tuple[str, ...] = ()
+    normal_classes: tuple[int, ...] = tuple(range(10))
+    fractions: tuple[float, ...] = (0.1, 0.01)
+    variants: tuple[str, ...] = ("standard", "proposed")
+    imbalanced_methods: tuple[str, ...] = ("capsnet",)
+    novelty_datasets: tuple[str, ...] = ()
+    held_outs: tuple[tuple[int, ...], ...] = tuple((c,) for c in range(10))
+    extra_held_outs: dict = field(default_factory=dict)      # dataset -> extra held-out sets (case studies)
+    novelty_methods: tuple[str, ...] = ("capsnet",)
+    seeds: tuple[int, ...] = (0,)
+    epochs: Optional[int] = None                              # None: the paper's
+    novelty_epochs: Optional[int] = None
+
+    def cells(self) -> list[CellSpec]:
+        out = []
+        for ds in self.imbalanced_datasets:
+            for method in self.imbalanced_methods:
+                variants = self.variants if method == "capsnet" else ("",)
+                for c in self.normal_classes:
+                    for f in self.fractions:
+                        for v in variants:
+                            for s in self.seeds:
+                                out.append(CellSpec("imbalanced", ds, method, v, normal_class=c,
+                                                    anomaly_fraction=f, seed=s, epochs=self.epochs))
+        for ds in self.novelty_datasets:
+            held = list(self.held_outs) + [tuple(h) for h in self.extra_held_outs.get(ds, ())]
+            for method in self.novelty_methods:
+                for h in held:
+                    for s in self.seeds:
+                        out.append(CellSpec("novelty", ds, method, held_out=tuple(h), seed=s,
+                                            epochs=self.novelty_epochs or self.epochs))
+        return out
+
+
+PROFILES: dict[str, Grid] = {
+    # minutes on two CPU cores: both protocols on the embedded digits
+    "quick": Grid(imbalanced_datasets=("digits",), normal_classes=(0, 1, 8), fractions=(0.1, 0.01),
+                  novelty_datasets=("digits",), held_outs=((2,), (9,)), extra_held_outs={"digits": [(0, 3, 5)]},
+                  seeds=(0,), epochs=5, novelty_epochs=3),
+    # the papers' settings (STUDY.md §5); needs a GPU
+    "paper": Grid(imbalanced_datasets=("mnist", "fashion", "kmnist"), novelty_datasets=("mnist", "fashion"),
+                  extra_held_outs={"mnist": [(0, 3, 5)]}, seeds=(0, 1, 2)),
+}
+
+
+def profile_grid(name: str) -> Grid:
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def narrow(grid: Grid, protocol: Optional[str] = None, datasets: Optional[Sequence[str]] = None,
+           classes: Optional[Sequence[int]] = None, fractions: Optional[Sequence[float]] = None,
+           seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+           methods: Optional[Sequence[str]] = None) -> Grid:
+    """The grid narrowed by the CLI's options; ``None`` leaves a field as the profile has it."""
+    from .methods import METHODS
+
+    g = grid
+    if protocol is not None:
+        if protocol not in METHODS:
+            raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(METHODS)}")
+        g = replace(g, **{("novelty_datasets" if protocol == "imbalanced" else "imbalanced_datasets"): ()})
+    if datasets is not None:
+        ds = tuple(datasets)
+        g = replace(g, imbalanced_datasets=ds if g.imbalanced_datasets else (),
+                    novelty_datasets=ds if g.novelty_datasets else ())
+    if classes is not None:
+        g = replace(g, normal_classes=tuple(classes), held_outs=tuple((c,) for c in classes), extra_held_outs={})
+    if fractions is not None:
+        g = replace(g, fractions=tuple(fractions))
+    if seeds is not None:
+        g = replace(g, seeds=tuple(seeds))
+    if epochs is not None:
+        g = replace(g, epochs=epochs, novelty_epochs=epochs)
+    if methods is not None:
+        unknown = [m for m in methods if not any(m in v for v in METHODS.values())]
+        if unknown:
+            known = sorted({m for v in METHODS.values() for m in v})
+            raise ConfigError(f"unknown method {unknown[0]!r}; choose one of {', '.join(known)}")
+        g = replace(g, imbalanced_methods=tuple(m for m in methods if m in METHODS["imbalanced"]),
+                    novelty_methods=tuple(m for m in methods if m in METHODS["novelty"]))
+    return g
+
+
+def run_cell(spec: CellSpec, store: ResultsStore, data_root=None, device=None, progress=None) -> dict:
+    """Train and evaluate one cell and write it; returns its cell.json document."""
+    device = torch.device(device) if device is not None else default_device()
+    r = spec.resolved()
+    data = load_dataset(r.dataset, data_root)
+    if r.protocol == "imbalanced":
+        split = imbalanced_split(data.y_train, data.y_test, r.normal_class, r.anomaly_fraction, r.seed)
+    else:
+        split = novelty_split(data.y_train, data.y_test, r.held_out, data.n_classes)
+    fn = method_for(r.protocol, r.method)
+    t0 = time.perf_counter()
+    result = fn(r, data, split, RunContext(device, progress))
+    prov = provenance(device)
+    prov.update(seed=r.seed, wall_seconds=round(time.perf_counter() - t0, 3),
+                train_seconds=round(result.train_seconds, 3))
+    rows = result_rows(spec, result, prov)
+    arrays = {"test_labels": result.test_labels, "test_idx": split.test_idx,
+              **{f"score_{k}": v.astype("float32") for k, v in result.scores.items()}, **result.arrays}
+    store.write_cell(spec, rows, arrays, prov, result.info)
+    return store.load_cell(spec)
+
+
+def validate_cells(cells: Iterable[CellSpec], data_root=None) -> None:
+    """Fail early, with one line, if a dataset the grid needs is not there."""
+    for name in sorted({c.dataset for c in cells}):
+        load_dataset(name, data_root)
+
+
+def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, device=None,
+             show_progress: bool = True, out=sys.stderr) -> dict:
+    """Run every missing cell. Returns {'ran': [...], 'skipped': [...], 'failed': {id: msg}}."""
+    from tqdm.auto import tqdm
+
+    store.clean_stale()
+    store.rebuild_csv()
+    todo = [c for c in cells if not store.is_done(c)]
+    report = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)], "failed": {}}
+    if not todo:
+        return report
+    validate_cells(todo, data_root)
+    outer = tqdm(todo, desc="cells", unit="cell", disable=not show_progress, file=out)
+    for spec in outer:
+        outer.set_postfix_str(spec.cell_id)
+        r = spec.resolved()
+        n_train = _n_train(r, data_root)
+        steps = r.epochs * -(-n_train // r.batch_size) if n_train else None
+        inner = tqdm(total=steps, desc=" train", unit="step", leave=False, disable=not show_progress, file=out)
+
+        def progress(info, bar=inner):
+            bar.update(1)
+            if bar.n % 20 == 0:
+                bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.4f}")
+        try:
+            run_cell(spec, store, data_root, device, progress)
+            report["ran"].append(spec.cell_id)
+        except NonFiniteLoss as e:
+            report["failed"][spec.cell_id] = str(e)
+            print(f"cell {spec.cell_id} failed, the others go on: {e}", file=out)
+        finally:
+            inner.close()
+    return report
+
+
+def _n_train(r: CellSpec, data_root) -> int:
+    """Training-set size of a cell, for the progress bar (0 when unknown)."""
+    data = load_dataset(r.dataset, data_root)
+    y = data.y_train
+    if r.protocol == "imbalanced":
+        n_norm = int((y == r.normal_class).sum())
+        return n_norm + int(round(r.anomaly_fraction / (1 - r.anomaly_fraction) * n_norm))
+    return int((~torch.isin(y, torch.tensor(r.held_out))).sum())

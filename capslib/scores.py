@@ -1,0 +1,128 @@
+"""Anomaly scores and metrics.
+
+**Convention, stated once for the whole library: every score is an *anomaly* score,
+higher = more anomalous.** Paper B defines *normality* scores (higher = more normal);
+``normality_pp`` and ``normality_re`` return them as written, and ``pp_score`` /
+``re_score`` are their negations, which is what the library stores and plots.
+
+Every score is a pure function from tensors to one value per image (shape (B,)).
+Paper A's network has two capsules: index 0 is z_n (normal), index 1 is z_a (anomaly).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+NORMAL, ANOMALY = 0, 1
+
+
+# ---- paper A (Piciarelli et al. 2019) ---------------------------------------------------
+
+def length_difference(lengths: torch.Tensor) -> torch.Tensor:
+    """‖z_a‖ − ‖z_n‖, the first term of paper A eq. 1; (B, 2) → (B,), in (−1, 1)."""
+    return lengths[:, ANOMALY] - lengths[:, NORMAL]
+
+
+def reconstruction_mse(images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """r_l, paper A §3: mean squared pixel error, images in [0, 1]; (B, C, H, W) → (B,)."""
+    return ((images - reconstructions) ** 2).flatten(1).mean(dim=1)
+
+
+def anomaly_score(lengths: torch.Tensor, images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """AS = ‖z_a‖ − ‖z_n‖ + r_l, paper A eq. 1; in [−1, 2]."""
+    return length_difference(lengths) + reconstruction_mse(images, reconstructions)
+
+
+def logistic_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Paper A §3: fit a logistic regression on training scores and labels (1 = anomaly);
+    the threshold is the score where its probability crosses 0.5."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
+    labels = np.asarray(labels).astype(int)
+    if labels.min() == labels.max():
+        raise ValueError("logistic_threshold needs both normal and anomalous training scores")
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(scores, labels)
+    w, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if w <= 0:   # scores do not rise with the anomaly label: no meaningful threshold
+        return float("inf")
+    return -b / w
+
+
+# ---- paper B (Li et al. 2019) -----------------------------------------------------------
+
+def normality_pp(lengths: torch.Tensor) -> torch.Tensor:
+    """PP(x) = max_c ‖h_c‖, paper B eq. 1 (a *normality* score); (B, K) → (B,)."""
+    return lengths.max(dim=1).values
+
+
+def normality_re(images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """RE(x) = −‖x − x′‖² / ‖x‖², paper B eq. 2 (a *normality* score); (B, C, H, W) → (B,)."""
+    err = ((images - reconstructions) ** 2).flatten(1).sum(dim=1)
+    return -err / images.flatten(1).pow(2).sum(dim=1).clamp_min(1e-12)
+
+
+def pp_score(lengths: torch.Tensor) -> torch.Tensor:
+    """Anomaly score −PP (paper B eq. 1 negated)."""
+    return -normality_pp(lengths)
+
+
+def re_score(images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+    """Anomaly score −RE = ‖x − x′‖² / ‖x‖² (paper B eq. 2 negated)."""
+    return -normality_re(images, reconstructions)
+
+
+# ---- Kirillov & Panov (2022) -------------------------------------------------------------
+
+def gini_coefficient(values: torch.Tensor) -> torch.Tensor:
+    """Gini coefficient of non-negative values along the last dim: (..., N) → (...).
+
+    G = Σ_i (2i − N − 1) x_(i) / (N Σ x), with x sorted ascending, i = 1..N; 0 when all
+    values are equal, (N−1)/N when one value holds everything.
+    """
+    x, _ = torch.sort(values, dim=-1)
+    n = x.shape[-1]
+    i = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)
+    return ((2 * i - n - 1) * x).sum(-1) / (n * x.sum(-1).clamp_min(1e-12))
+
+
+def routing_gini(couplings: torch.Tensor, capsule: int = ANOMALY) -> torch.Tensor:
+    """Gini of the routing coefficients c_{i,a} into one class capsule (Kirillov & Panov
+    2022); (B, N, K) → (B,). Its orientation (which sign is anomalous) is fitted on the
+    training set by the protocol, see :func:`orient`."""
+    return gini_coefficient(couplings[:, :, capsule])
+
+
+def orient(train_scores: np.ndarray, train_labels: np.ndarray) -> float:
+    """+1 if a score is higher on the training anomalies than on the normals, else −1."""
+    s, y = np.asarray(train_scores), np.asarray(train_labels).astype(bool)
+    return 1.0 if s[y].mean() >= s[~y].mean() else -1.0
+
+
+# ---- metrics ----------------------------------------------------------------------------
+
+def accuracy_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    """Accuracy of the decision "anomaly iff score > threshold"; labels 1 = anomaly."""
+    pred = np.asarray(scores) > threshold
+    return float((pred == np.asarray(labels).astype(bool)).mean())
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
+
+
+def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision with the anomalies as the positive class."""
+    from sklearn.metrics import average_precision_score
+    return float(average_precision_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
+
+
+def score_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict:
+    """accuracy (where a threshold exists), AUROC and AUPRC of one score on a test set."""
+    return {
+        "accuracy": accuracy_at(scores, labels, threshold) if threshold is not None else float("nan"),
+        "auroc": auroc(scores, labels),
+        "auprc": auprc(scores, labels),
+        "threshold": float("nan") if threshold is None else float(threshold),
+    }

@@ -1,0 +1,131 @@
+"""The plain training and evaluation path: one model at a time, fp32, the obvious
+PyTorch code. (The batched fast path for GPUs is :mod:`capslib.fast`.)"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .capsnet import CapsNet
+from .losses import margin_loss, reconstruction_loss
+from .scores import reconstruction_mse, re_score, routing_gini
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+DECAY_EVERY = 2000   # steps between learning-rate decays (Sabour et al.)
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged (NaN or inf loss); the cell stops, the grid goes on."""
+
+
+def set_seed(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float = 1e-3
+    lr_decay: float = 1.0            # factor applied every DECAY_EVERY steps
+    standardize: bool = False        # inputs (x − 0.1307)/0.3081 (paper A); targets stay in [0, 1]
+    transform: Optional[Callable] = None  # per-batch training transform (smallNORB's random crop)
+
+
+def model_input(x: torch.Tensor, standardize: bool) -> torch.Tensor:
+    return (x - MNIST_MEAN) / MNIST_STD if standardize else x
+
+
+def train_capsnet(model: CapsNet, images: torch.Tensor, targets: torch.Tensor, settings: TrainSettings,
+                  generator: torch.Generator, decoder_mask: Optional[torch.Tensor] = None,
+                  recon_mask: Optional[torch.Tensor] = None, progress: Optional[Callable[[dict], None]] = None,
+                  name: str = "") -> dict:
+    """Train with margin loss + reconstruction loss, Adam; returns {'train_seconds', 'final_loss'}.
+
+    images (N, C, H, W) in [0, 1]; targets (N,) class per image (margin loss);
+    decoder_mask (N,) the capsule the decoder keeps per image (default: the target);
+    recon_mask (N,) 0/1, images that count in the reconstruction loss (default: all).
+    """
+    device = next(model.parameters()).device
+    decoder_mask = targets if decoder_mask is None else decoder_mask
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, DECAY_EVERY, gamma=settings.lr_decay)
+    n = len(images)
+    model.train()
+    synchronize(device)
+    t0 = time.perf_counter()
+    loss_value = float("nan")
+    for epoch in range(settings.epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, settings.batch_size):
+            idx = order[start:start + settings.batch_size]
+            x = images[idx.to(images.device)].to(device, non_blocking=True)
+            if settings.transform is not None:
+                x = settings.transform(x, generator)
+            i = idx.to(device)
+            out = model(model_input(x, settings.standardize), mask=decoder_mask.to(device)[i])
+            rmask = None if recon_mask is None else recon_mask.to(device)[i]
+            loss = margin_loss(out.lengths, targets.to(device)[i]) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"{name}: loss is {loss.item()} at epoch {epoch + 1}, step {start // settings.batch_size}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_value = loss.item() if progress is not None else loss_value
+            if progress is not None:
+                progress({"epoch": epoch + 1, "loss": loss_value, "images": len(idx)})
+    synchronize(device)
+    return {"train_seconds": time.perf_counter() - t0, "final_loss": float(loss.item())}
+
+
+@torch.no_grad()
+def evaluate_capsnet(model: CapsNet, images: torch.Tensor, standardize: bool, decoder_capsule: Optional[int] = None,
+                     batch_size: int = 256, keep_reconstructions: Optional[np.ndarray] = None,
+                     transform: Optional[Callable] = None) -> dict[str, np.ndarray]:
+    """Forward every image; returns per-image arrays: capsule ``lengths`` (N, K), ``r_l``
+    (MSE), ``nse`` (−RE), ``gini`` (N, K) of the routing couplings into each capsule, and
+    the ``reconstructions`` of the images listed in ``keep_reconstructions``.
+
+    decoder_capsule: the capsule the decoder keeps for every image (paper A proposed: 0,
+    z_n); None keeps the longest one.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    out: dict[str, list] = {"lengths": [], "r_l": [], "nse": [], "gini": []}
+    recon = []
+    keep = set() if keep_reconstructions is None else set(int(k) for k in keep_reconstructions)
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        if transform is not None:
+            x = transform(x, None)
+        mask = None if decoder_capsule is None else torch.full((len(x),), decoder_capsule, device=device, dtype=torch.long)
+        o = model(model_input(x, standardize), mask=mask)
+        out["lengths"].append(o.lengths.float().cpu())
+        out["r_l"].append(reconstruction_mse(x, o.reconstruction).float().cpu())
+        out["nse"].append(re_score(x, o.reconstruction).float().cpu())
+        out["gini"].append(torch.stack([routing_gini(o.couplings, k) for k in range(o.lengths.shape[1])], 1).float().cpu())
+        for j in range(len(x)):
+            if start + j in keep:
+                recon.append(o.reconstruction[j].float().cpu())
+    res = {k: torch.cat(v).numpy() for k, v in out.items()}
+    if recon:
+        res["reconstructions"] = torch.stack(recon).numpy()
+    model.train()
+    return res
