@@ -7,7 +7,7 @@ Layout under a results root::
     <root>/<profile>/cells/<cell_id>/arrays.npz  # per-image test scores, labels, galleries
     <root>/<profile>/cells.csv                   # one row per score, all cells
 
-A cell folder appears only by ``os.rename`` of a complete temporary folder, so a run
+A cell folder appears only by ``os.rename`` of a complete folder from ``.staging/``, so a run
 killed at any moment (kill -9) leaves either the whole cell or nothing; ``cells.csv``
 is derived from the folders and rewritten by rename, so it never holds a partial row.
 """
@@ -74,6 +74,7 @@ class ResultsStore:
         self.profile = profile
         self.dir = self.root / profile
         self.cells_dir = self.dir / "cells"
+        self.staging_dir = self.dir / ".staging"   # cells being written; same filesystem, so rename is atomic
 
     # ---- reading ----
     def cell_dir(self, spec_or_id) -> Path:
@@ -108,7 +109,8 @@ class ResultsStore:
         """Write one finished cell atomically, then refresh cells.csv."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         final = self.cell_dir(spec)
-        tmp = self.cells_dir / f".tmp-{spec.cell_id}-{os.getpid()}"
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.staging_dir / f"{spec.cell_id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         buf = io.BytesIO()
@@ -139,8 +141,8 @@ class ResultsStore:
     def clean_stale(self) -> int:
         """Remove temporary folders left by a killed run; returns how many."""
         n = 0
-        if self.cells_dir.exists():
-            for p in self.cells_dir.glob(".tmp-*"):
+        if self.staging_dir.exists():
+            for p in self.staging_dir.iterdir():
                 shutil.rmtree(p, ignore_errors=True)
                 n += 1
         for p in self.dir.glob(".cells.csv.*"):

@@ -1,0 +1,146 @@
+"""The runner, the results store and the command line: bad input, NaN, resumability."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from capslib.cli import main
+from capslib.config import CellSpec, ConfigError
+from capslib.methods import METHODS
+from capslib.protocols import CellResult
+from capslib.runner import narrow, profile_grid, run_grid
+from capslib.store import CSV_COLUMNS, ResultsStore
+from capslib.train import NonFiniteLoss, TrainSettings, train_capsnet
+from capslib.capsnet import CapsNet, CapsNetConfig
+
+from test_data import make_fake_mnist
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["run", "--classes", "12"], "out of range 0..9"),
+    (["run", "--fractions", "0.7"], "outside (0, 0.5]"),
+    (["run", "--protocol", "fewshot"], "unknown protocol 'fewshot'"),
+    (["run", "--methods", "svm9"], "unknown method 'svm9'"),
+    (["status", "--profile", "huge"], "unknown profile"),
+])
+def test_bad_input_one_clear_line(capsys, tmp_path, argv, needle):
+    code, out, err = cli(capsys, *argv, "--results-root", str(tmp_path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+def test_missing_data_root_names_path(capsys, tmp_path):
+    code, _, err = cli(capsys, "run", "--profile", "paper", "--dataset", "mnist", "--classes", "0",
+                       "--data-root", str(tmp_path / "nowhere"), "--results-root", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in err and "download" in err
+
+
+def test_corrupt_idx_one_line(capsys, tmp_path):
+    make_fake_mnist(tmp_path / "data", truncate=500)
+    code, _, err = cli(capsys, "run", "--profile", "paper", "--dataset", "mnist", "--classes", "0",
+                       "--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path))
+    assert code == 2 and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_no_traceback_subprocess(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "capslib", "run", "--fractions", "0", "--results-root", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "outside (0, 0.5]" in p.stderr
+
+
+def test_cellspec_validation():
+    with pytest.raises(ConfigError, match="held-out"):
+        CellSpec("novelty", "digits", held_out=())
+    with pytest.raises(ConfigError, match="variant"):
+        CellSpec("imbalanced", "digits", variant="fancy", normal_class=0, anomaly_fraction=0.1)
+    s = CellSpec("novelty", "mnist", held_out=(5, 0, 3))
+    assert s.held_out == (0, 3, 5) and s.resolved().epochs == 20 and s.resolved().batch_size == 100
+    a = CellSpec("imbalanced", "kmnist", variant="proposed", normal_class=4, anomaly_fraction=0.01, seed=2)
+    assert a.resolved().batch_size == 32 and a.cell_id == "imbalanced-kmnist-capsnet-proposed-n4-f0.01-s2-e10-b32"
+    assert CellSpec.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+
+
+def test_paper_grid_size():
+    cells = narrow(profile_grid("paper"), methods=["capsnet"]).cells()
+    assert sum(c.protocol == "imbalanced" for c in cells) == 360
+    assert sum(c.protocol == "novelty" for c in cells) == 2 * 10 * 3 + 3
+
+
+def test_nan_loss_detected():
+    model = CapsNet(CapsNetConfig(n_classes=2))
+    x = torch.full((4, 1, 28, 28), float("nan"))
+    with pytest.raises(NonFiniteLoss, match="cellX: loss is nan"):
+        train_capsnet(model, x, torch.zeros(4, dtype=torch.long), TrainSettings(1, 4), torch.Generator(), name="cellX")
+
+
+def test_nan_cell_stops_others_go_on(tmp_path):
+    def diverging(spec, data, split, ctx):
+        raise NonFiniteLoss(f"{spec.cell_id}: loss is nan at epoch 1, step 0")
+
+    def constant(spec, data, split, ctx):
+        s = np.random.default_rng(0).random(len(split.test_labels)) + split.test_labels
+        return CellResult(split.test_labels, {"toy": s}, {"toy": 0.5}, 0.0)
+
+    METHODS["novelty"]["diverging"], METHODS["novelty"]["toy"] = diverging, constant
+    try:
+        cells = [CellSpec("novelty", "digits", m, held_out=(1,), epochs=1) for m in ("diverging", "toy")]
+        store = ResultsStore(tmp_path, "t")
+        rep = run_grid(cells, store, show_progress=False, out=open(os.devnull, "w"))
+        assert list(rep["failed"]) == [cells[0].cell_id] and rep["ran"] == [cells[1].cell_id]
+        assert store.finished_ids() == [cells[1].cell_id]
+        row = store.rows()[0]
+        assert row["score"] == "toy" and row["auroc"] > 0.7
+    finally:
+        del METHODS["novelty"]["diverging"], METHODS["novelty"]["toy"]
+
+
+KILL_ARGS = ["-m", "capslib", "run", "--profile", "quick", "--protocol", "imbalanced", "--classes", "0,1,8",
+             "--fractions", "0.1", "--epochs", "1", "--methods", "capsnet", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes(tmp_path):
+    root = tmp_path / "res"
+    store = ResultsStore(root, "quick")
+    proc = subprocess.Popen([sys.executable, *KILL_ARGS, "--results-root", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(store.finished_ids()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.7)                        # land somewhere inside the next cell
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = store.finished_ids()
+    assert 2 <= len(done) < 6
+    for cid in done:                       # every visible folder is complete
+        doc = store.load_cell(cid)
+        assert doc["rows"] and store.load_arrays(cid)["test_labels"].size
+    if (store.dir / "cells.csv").exists():  # no partial row: every row is whole and names a finished cell
+        rows = list(csv.DictReader(open(store.dir / "cells.csv")))
+        assert all(r["cell_id"] in done and None not in r.values() for r in rows)
+    p = subprocess.run([sys.executable, *KILL_ARGS, "--results-root", str(root)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert f"{6 - len(done)} cells ran, {len(done)} already finished" in p.stdout
+    assert len(store.finished_ids()) == 6 and not any(store.staging_dir.iterdir())
+    rows = list(csv.DictReader(open(store.dir / "cells.csv")))
+    assert len(rows) == 6 * 6 and list(rows[0]) == CSV_COLUMNS
+    st = subprocess.run([sys.executable, "-m", "capslib", "status", *KILL_ARGS[3:-1], "--results-root", str(root)],
+                        capture_output=True, text=True)
+    assert "6/6 cells finished, 0 missing" in st.stdout
