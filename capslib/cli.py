@@ -1,4 +1,4 @@
-"""Command line: ``python -m capslib run|status|download``. Bad input gets one line."""
+"""Command line: ``python -m capslib run|status|download|book``. Bad input gets one line."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="fetch an MNIST-family dataset with torchvision")
     d.add_argument("dataset")
     d.add_argument("--data-root", default=None)
+    b = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
+    b.add_argument("--profile", default="quick", help="whose results the chapters show: quick or paper")
+    b.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
+    b.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
+    b.add_argument("--skip-execute", action="store_true", help="build from the chapters already in book/<profile>/")
+    b.add_argument("--only", action="append", metavar="NAME", help="execute only this notebook (repeatable)")
+    b.add_argument("--root", default=None, help="the book's top folder (default: this checkout)")
     return p
 
 
@@ -90,6 +97,9 @@ def main(argv=None) -> int:
     from .data import DataError
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "book":
+            from .book import main as cmd_book
+            return cmd_book(args)
         return {"run": cmd_run, "status": cmd_status, "download": cmd_download}[args.command](args)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,354 @@
+"""Build the Jupyter Book: ``python -m capslib book``.
+
+1. Execute every ``notebooks/*.ipynb`` with papermill (kernel ``python3``) into
+   ``book/<profile>/<stem>.ipynb``, with the parameters ``profile``, ``results_root``
+   (``data_root`` when given) and the overrides of ``notebooks/params.yml``
+   (``{profile: {notebook_stem: {param: value}}}``). A notebook that raises stops the build:
+   errors are never allowed into the book.
+2. Vendor the JavaScript the static pages need, so they load nothing from the internet:
+   plotly.js from the installed ``plotly`` package, require.js, the ipywidgets HTML manager and
+   MathJax from the npm registry (``npm pack``, pinned versions and checksums), into ``_vendor/``
+   (git-ignored; served under ``_static/``).
+3. Build the book with Jupyter Book 1 (``_config.yml``, ``_toc.yml``) into ``_build/html``,
+   warnings as errors.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+KERNEL = "python3"
+VENDOR_DIR = "_vendor"          # not "_static": Jupyter Book would add every .js in it to every page
+# npm packages the static widgets need: (spec, tarball name, integrity from `npm pack --json`)
+NPM_PACKAGES = {
+    "html-manager": ("@jupyter-widgets/html-manager@1.0.15", "jupyter-widgets-html-manager-1.0.15.tgz",
+                     "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA=="),
+    "requirejs": ("requirejs@2.3.8", "requirejs-2.3.8.tgz",
+                  "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw=="),
+    # math in the pages: Sphinx's default mathjax_path is a CDN
+    "mathjax": ("mathjax@3.2.2", "mathjax-3.2.2.tgz",
+                "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="),
+}
+# Runs before embed-amd.js on every page with saved widgets (see nb_ipywidgets_js in _config.yml):
+# - the widget manager looks up its fonts next to the AMD module it defines, which require.js
+#   places relative to the *page*; point that module, and the manager's asset path, at this folder;
+# - the widget controls typeset labels with MathJax 2's ``MathJax.Hub.Queue``, which MathJax 3
+#   (the book's) lacks: give every MathJax object a ``Hub.Queue`` that calls ``typesetPromise``.
+ASSETS_PATH_JS = r"""// written by capslib.book
+(function () {
+  var here = document.currentScript.src.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
+  window.__jupyter_widgets_assets_path__ = here;
+  if (window.require && window.require.config) {
+    window.require.config({paths: {"@jupyter-widgets/html-manager/dist": here.replace(/\/$/, "")}});
+  }
+  var hub = {Queue: function (job) {
+    var el = job && job[2];
+    (function go(tries) {
+      var mj = window.MathJax;
+      if (mj && mj.typesetPromise) { mj.typesetPromise(el ? [el] : undefined).catch(function () {}); }
+      else if (tries > 0) { setTimeout(function () { go(tries - 1); }, 100); }
+    })(100);
+  }};
+  var current = window.MathJax;
+  if (current && typeof current === "object" && !current.Hub) { current.Hub = hub; }
+  Object.defineProperty(window, "MathJax", {configurable: true, enumerable: true,
+    get: function () { return current; },
+    set: function (v) { current = v; if (v && typeof v === "object" && !v.Hub) { v.Hub = hub; } }});
+})();
+"""
+
+
+class BookError(RuntimeError):
+    """The book could not be built; the message says which step and what to do."""
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- locating things
+def find_root(root: Optional[str | os.PathLike] = None) -> Path:
+    """The book's root: the argument, else the working directory if it holds ``_config.yml``,
+    else the checkout that holds this package."""
+    if root is not None:
+        r = Path(root).resolve()
+    elif (Path.cwd() / "_config.yml").exists():
+        r = Path.cwd().resolve()
+    else:
+        r = Path(__file__).resolve().parent.parent
+    if not (r / "_config.yml").exists() or not (r / "_toc.yml").exists():
+        raise BookError(f"{r} holds no _config.yml and _toc.yml; run from the repository's top folder")
+    return r
+
+
+def list_notebooks(root: Path, only: Optional[Sequence[str]] = None) -> list[Path]:
+    nb_dir = root / "notebooks"
+    found = sorted(p for p in nb_dir.glob("*.ipynb") if not p.name.startswith("."))
+    if not found:
+        raise BookError(f"no notebooks in {nb_dir}")
+    if only:
+        wanted = {Path(n).stem for n in only}
+        unknown = wanted - {p.stem for p in found}
+        if unknown:
+            raise BookError(f"--only {', '.join(sorted(unknown))}: no such notebook; "
+                            f"choose from {', '.join(p.stem for p in found)}")
+        found = [p for p in found if p.stem in wanted]
+    return found
+
+
+def load_overrides(root: Path, profile: str) -> dict:
+    """``notebooks/params.yml``: ``{profile: {notebook_stem: {param: value}}}`` (may be absent or empty)."""
+    path = root / "notebooks" / "params.yml"
+    if not path.exists():
+        return {}
+    import yaml
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise BookError(f"{path}: expected a mapping {{profile: {{notebook: {{param: value}}}}}}")
+    per = doc.get(profile) or {}
+    if not isinstance(per, dict) or not all(isinstance(v, dict) or v is None for v in per.values()):
+        raise BookError(f"{path}: the entry for profile {profile!r} must map notebook names to parameters")
+    return {k: dict(v or {}) for k, v in per.items()}
+
+
+# ---------------------------------------------------------------- kernel
+def ensure_kernel() -> None:
+    """Make sure the ``python3`` kernel runs an interpreter that imports capslib; register one if not."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try:
+        argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
+    except NoSuchKernel:
+        argv0 = None
+    if argv0 is not None:
+        exe = argv0 if os.path.isabs(argv0) else shutil.which(argv0)
+        if exe and subprocess.run([exe, "-c", "import capslib, ipykernel"], capture_output=True).returncode == 0:
+            return
+    log(f"registering the Jupyter kernel {KERNEL!r} for {sys.executable}")
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL,
+                    "--display-name", "Python 3 (capslib)"], check=True)
+
+
+# ---------------------------------------------------------------- execution
+def execute(root: Path, profile: str, results_root: Path, data_root: Optional[str],
+            only: Optional[Sequence[str]] = None) -> list[Path]:
+    """Execute the notebooks into ``book/<profile>/``; raises BookError naming every failure."""
+    import papermill as pm
+
+    notebooks = list_notebooks(root, only)
+    overrides = load_overrides(root, profile)
+    unknown = set(overrides) - {p.stem for p in list_notebooks(root)}
+    if unknown:
+        raise BookError(f"notebooks/params.yml names no notebook {', '.join(sorted(unknown))} for {profile!r}")
+    ensure_kernel()
+    out_dir = root / "book" / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed_dir = root / "_build" / "failed" / profile
+    done, failures = [], []
+    log(f"executing {len(notebooks)} notebook(s), profile {profile!r}, results {results_root}")
+    for i, nb in enumerate(notebooks, 1):
+        params = {"profile": profile, "results_root": str(results_root)}
+        if data_root:
+            params["data_root"] = str(Path(data_root).resolve())
+        params.update(overrides.get(nb.stem, {}))
+        target = out_dir / nb.name
+        t0 = time.perf_counter()
+        # execute into a temporary file: a failed run never replaces a good chapter
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".exec-") as tmp:
+            tmp_out = Path(tmp) / nb.name
+            try:
+                pm.execute_notebook(str(nb), str(tmp_out), parameters=params, kernel_name=KERNEL,
+                                    cwd=str(nb.parent), progress_bar=False, log_output=False,
+                                    request_save_on_cell_execute=False)
+            except Exception as e:  # PapermillExecutionError, a dead kernel, a bad parameter ...
+                dt = time.perf_counter() - t0
+                failed_dir.mkdir(parents=True, exist_ok=True)
+                kept = failed_dir / nb.name
+                if tmp_out.exists():
+                    shutil.copyfile(tmp_out, kept)
+                what = _describe_failure(e)
+                log(f"[{i}/{len(notebooks)}] {nb.stem}: FAILED after {dt:.1f} s: {what}")
+                failures.append(f"{nb.name}: {what}" + (f" (executed copy: {kept})" if kept.exists() else ""))
+                continue
+            _check_outputs(tmp_out)
+            os.replace(tmp_out, target)
+        dt = time.perf_counter() - t0
+        log(f"[{i}/{len(notebooks)}] {nb.stem}: ok in {dt:.1f} s -> {target.relative_to(root)}")
+        done.append(target)
+    if failures:
+        raise BookError(f"{len(failures)} notebook(s) failed, the book was not built:\n  " + "\n  ".join(failures))
+    return done
+
+
+def _describe_failure(e: Exception) -> str:
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    first = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {first[-1] if first else ''}"
+
+
+def _check_outputs(path: Path) -> None:
+    """Refuse an executed notebook with an error output (papermill raises first; belt and braces)."""
+    nb = json.loads(path.read_text())
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                raise BookError(f"{path.name}: an error output ({out.get('ename')}) in an executed cell")
+
+
+# ---------------------------------------------------------------- vendored JavaScript
+def vendor_js(root: Path) -> Path:
+    """Put plotly.min.js and the widget JavaScript under ``_vendor/`` (served as ``_static/``)."""
+    import plotly
+    vendor = root / VENDOR_DIR
+    vendor.mkdir(exist_ok=True)
+    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not src.exists():
+        raise BookError(f"{src} missing: reinstall plotly")
+    dst = vendor / "plotly.min.js"
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size or dst.read_bytes() != src.read_bytes():
+        shutil.copyfile(src, dst)
+    widgets = vendor / "widgets"
+    stamp = vendor / "NPM-VERSIONS.json"
+    want = {k: v[0] for k, v in NPM_PACKAGES.items()}
+    needed = [widgets / "embed-amd.js", widgets / "require.min.js", vendor / "mathjax" / "tex-mml-chtml.js"]
+    if not (stamp.exists() and json.loads(stamp.read_text()) == want and all(p.exists() for p in needed)):
+        fetch_npm_js(root, vendor)
+        stamp.write_text(json.dumps(want, indent=1))
+    (widgets / "assets-path.js").write_text(ASSETS_PATH_JS)
+    return vendor
+
+
+def fetch_npm_js(root: Path, vendor: Path) -> None:
+    """``npm pack`` the pinned packages (into ``.tmp/npm``), check their checksums, unpack what the pages load."""
+    cache = root / ".tmp" / "npm"
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [v for v in NPM_PACKAGES.values() if not (cache / v[1]).exists()]
+    if missing:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BookError("npm not found: it fetches the ipywidgets JavaScript from the npm registry "
+                            "(bash scripts/build.sh installs it; or apt-get install npm)")
+        log(f"npm pack {' '.join(v[0] for v in missing)}")
+        r = subprocess.run([npm, "pack", *[v[0] for v in missing]], cwd=cache, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BookError(f"npm pack failed:\n{r.stderr.strip()[-2000:]}")
+    widgets, mathjax = vendor / "widgets", vendor / "mathjax"
+    for d in (widgets, mathjax):
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+    for name, (spec, tgz, integrity) in NPM_PACKAGES.items():
+        data = (cache / tgz).read_bytes()
+        algo, _, want = integrity.partition("-")
+        got = base64.b64encode(hashlib.new(algo, data).digest()).decode()
+        if got != want:
+            (cache / tgz).unlink()
+            raise BookError(f"{tgz}: checksum mismatch (got {algo}-{got}); deleted, rerun to fetch it again")
+        with tarfile.open(cache / tgz) as tf:
+            if name == "requirejs":
+                (widgets / "require.min.js").write_bytes(tf.extractfile("package/require.js").read())
+            elif name == "mathjax":   # the es5 bundle loads its fonts and extensions relative to itself
+                for m in tf.getmembers():
+                    if m.isfile() and m.name.startswith("package/es5/") and not m.name.startswith("package/es5/sre/"):
+                        out = mathjax / m.name[len("package/es5/"):]
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        out.write_bytes(tf.extractfile(m).read())
+                (mathjax / "LICENSE").write_bytes(tf.extractfile("package/LICENSE").read())
+            else:
+                for m in tf.getmembers():
+                    rel = m.name[len("package/dist/"):] if m.name.startswith("package/dist/") else None
+                    if m.isfile() and rel and "/" not in rel and (
+                            rel == "embed-amd.js" or rel.rsplit(".", 1)[-1] in ("woff", "woff2", "ttf", "eot", "svg")):
+                        (widgets / rel).write_bytes(tf.extractfile(m).read())
+                (widgets / "LICENSE.html-manager.txt").write_bytes(tf.extractfile("package/LICENSE").read()
+                                                                   if "package/LICENSE" in tf.getnames() else b"BSD-3-Clause\n")
+
+
+# ---------------------------------------------------------------- build
+def check_chapters(root: Path, profile: str) -> None:
+    have = sorted((root / "book" / profile).glob("*.ipynb"))
+    if not have:
+        raise BookError(f"no executed chapters in book/{profile}/: run without --skip-execute first")
+    sources = {p.stem for p in (root / "notebooks").glob("*.ipynb")}
+    stale = [p.name for p in have if p.stem not in sources]
+    if stale:
+        log(f"note: book/{profile}/ holds chapters with no source notebook: {', '.join(stale)}")
+
+
+def build_html(root: Path) -> Path:
+    """``jupyter-book build`` into ``_build/html``, warnings as errors; returns index.html."""
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(root), "--builder", "html", "-W", "--keep-going"]
+    t0 = time.perf_counter()
+    log("building the book (jupyter-book build, warnings as errors)")
+    r = subprocess.run(cmd, cwd=root)
+    index = root / "_build" / "html" / "index.html"
+    if r.returncode != 0:
+        raise BookError(f"jupyter-book build failed (exit {r.returncode}); its messages are above")
+    if not index.exists():
+        raise BookError(f"jupyter-book build ran but wrote no {index}")
+    log(f"book built in {time.perf_counter() - t0:.1f} s")
+    return index
+
+
+def build(profile: str = "quick", results_root: Optional[str] = None, data_root: Optional[str] = None,
+          skip_execute: bool = False, only: Optional[Sequence[str]] = None,
+          root: Optional[str] = None) -> Path:
+    r = find_root(root)
+    results = Path(results_root or os.environ.get("CAPSLIB_RESULTS", "results")).resolve()
+    t0 = time.perf_counter()
+    if not skip_execute:
+        if not (results / profile).exists():
+            raise BookError(f"no results for profile {profile!r} under {results}: "
+                            f"run `python -m capslib run --profile {profile}` first (or pass --results-root)")
+        execute(r, profile, results, data_root or os.environ.get("CAPSLIB_DATA"), only)
+    check_chapters(r, profile)
+    vendor_js(r)
+    index = build_html(r)
+    log(f"done in {time.perf_counter() - t0:.1f} s; open {index}")
+    return index
+
+
+def main(args) -> int:
+    try:
+        build(args.profile, args.results_root, args.data_root, args.skip_execute, args.only, args.root)
+    except BookError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- Sphinx extension
+def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated <script> entries: under Sphinx 7.4 the inline scripts of sphinx-thebe and
+    sphinx-togglebutton come twice (once with filename None, once ""), and ``const THEBE_JS_URL``
+    declared twice is a JavaScript error on every page. Runs first (priority 1): a later
+    handler may return a template name, which ends the event."""
+    files = context.get("script_files")
+    if not files:
+        return
+    seen, keep = set(), []
+    for js in files:
+        key = (getattr(js, "filename", str(js)) or "",      # inline scripts: None or ""
+               json.dumps(getattr(js, "attributes", {}), sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            keep.append(js)
+    files[:] = keep
+
+
+def setup(app):
+    """Sphinx extension of the book (``sphinx: local_extensions`` in _config.yml)."""
+    app.connect("html-page-context", _dedupe_scripts, priority=1)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

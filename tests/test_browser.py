@@ -1,0 +1,238 @@
+"""The built book in a real browser, offline: headless Debian chromium driven by playwright.
+
+- Every page of ``_build/html`` loads with no request to anything but 127.0.0.1 (the host
+  resolver maps every other name to nothing, and any such request fails the test), no uncaught
+  JavaScript error, every Plotly figure drawn, every saved widget rendered, the math typeset.
+- In a chapter, choosing another class in a Plotly figure's dropdown changes which traces are
+  visible (or the layout): the interaction works in the static HTML, with no kernel.
+
+Screenshots of the figure before and after go to pytest's tmp dir, and also to
+``$CAPSLIB_SCREENSHOTS`` when set. With no built book the tests skip, except in CI (CI=true),
+where a missing book is a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = Path(os.environ.get("CAPSLIB_BOOK_HTML", ROOT / "_build" / "html"))
+CHROMIUM = os.environ.get("CAPSLIB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+LOCAL_SCHEMES = {"data", "blob", "about"}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def chapter_pages() -> list[Path]:
+    return sorted(p for p in HTML.glob("book/*/*.html"))
+
+
+def all_pages() -> list[Path]:
+    skip = {"search.html", "genindex.html"}
+    return sorted(p for p in HTML.rglob("*.html")
+                  if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts)
+
+
+@pytest.fixture(scope="module")
+def site():
+    """Serve ``_build/html`` on 127.0.0.1 (a free port); yields the base URL."""
+    if not (HTML / "index.html").exists() or not chapter_pages():
+        msg = (f"no built book with chapters under {HTML}: run `bash scripts/build.sh` "
+               f"(or `python -m capslib book`) first")
+        if in_ci():
+            pytest.fail(msg + " (CI=true: the book must be built before the tests)")
+        pytest.skip(msg)
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                             "--directory", str(HTML)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        line = proc.stdout.readline()     # "Serving HTTP on 127.0.0.1 port 43125 (http://127.0.0.1:43125/) ..."
+        m = re.search(r"port (\d+)", line)
+        assert m, f"http.server did not start: {line!r}"
+        yield f"http://127.0.0.1:{m.group(1)}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: bash scripts/build.sh installs Debian's chromium "
+                    f"(or set CAPSLIB_CHROMIUM to a chromium binary)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Visit:
+    """A page opened in a fresh context, with every request and JavaScript error recorded."""
+
+    def __init__(self, browser, site: str, page_path: Path):
+        self.url = f"{site}/{page_path.relative_to(HTML).as_posix()}"
+        self.requests, self.failed, self.errors = [], [], []
+        self.ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
+        self.page = self.ctx.new_page()
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(self.url, wait_until="networkidle", timeout=60_000)
+        # MathJax and the widget manager finish after the load event
+        self.page.wait_for_timeout(500)
+
+    def foreign_requests(self) -> list[str]:
+        out = []
+        for u in self.requests:
+            p = urlparse(u)
+            if p.scheme in LOCAL_SCHEMES:
+                continue
+            if p.hostname != "127.0.0.1":
+                out.append(u)
+        return out
+
+    def close(self):
+        self.ctx.close()
+
+
+# --------------------------------------------------------------------------- every page
+def test_every_page_is_offline_and_renders(site, browser):
+    pages = all_pages()
+    assert pages, f"no pages under {HTML}"
+    problems = []
+    n_figs = n_widgets = 0
+    for path in pages:
+        v = Visit(browser, site, path)
+        try:
+            foreign = v.foreign_requests()
+            if foreign:
+                problems.append(f"{path.relative_to(HTML)}: requests outside 127.0.0.1: {foreign[:5]}")
+            if v.errors:
+                problems.append(f"{path.relative_to(HTML)}: JavaScript errors: {v.errors[:3]}")
+            bad = [u for u in v.failed if "favicon" not in u]
+            if bad:
+                problems.append(f"{path.relative_to(HTML)}: failed requests: {bad[:5]}")
+            state = v.page.evaluate("""() => {
+                const figs = Array.from(document.querySelectorAll('.plotly-graph-div'));
+                return {
+                  figs: figs.length,
+                  drawn: figs.filter(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg')).length,
+                  widgetState: !!document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]'),
+                  widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+                  widgetsShown: document.querySelectorAll('.jupyter-widgets, .widget-inline-hbox, .lm-Widget').length,
+                  math: document.querySelectorAll('div.math, span.math').length,
+                  typeset: document.querySelectorAll('mjx-container').length,
+                };
+            }""")
+            if state["drawn"] != state["figs"]:
+                problems.append(f"{path.relative_to(HTML)}: {state['figs'] - state['drawn']} of {state['figs']} "
+                                f"Plotly figures not drawn")
+            if state["widgetState"] and state["widgetViews"] and not state["widgetsShown"]:
+                problems.append(f"{path.relative_to(HTML)}: saved widgets not rendered")
+            if state["math"] and not state["typeset"]:
+                problems.append(f"{path.relative_to(HTML)}: math not typeset by MathJax")
+            n_figs += state["figs"]
+            n_widgets += state["widgetsShown"] > 0
+        finally:
+            v.close()
+    assert not problems, "\n".join(problems)
+    assert n_figs > 0, "the book has no Plotly figure at all"
+
+
+# --------------------------------------------------------------------------- a dropdown
+FIND_DROPDOWNS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .filter(el => el.id && el.layout && (el.layout.updatemenus || []).some(
+      m => (m.type || 'dropdown') === 'dropdown' && (m.buttons || []).length > 1))
+  .map(el => el.id)"""
+
+FIGURE_STATE = """(id) => {
+  const gd = document.getElementById(id);
+  const layout = Object.assign({}, gd.layout);
+  delete layout.updatemenus;
+  const menu = gd.layout.updatemenus.findIndex(m => (m.type || 'dropdown') === 'dropdown' && (m.buttons || []).length > 1);
+  const m = gd.layout.updatemenus[menu];
+  return {
+    visible: gd.data.map(t => (t.visible === undefined ? true : t.visible)),
+    layout: JSON.stringify(layout, (k, v) => (k.startsWith('_') ? undefined : v)),
+    menu: menu, active: (m.active === undefined ? 0 : m.active),
+    labels: m.buttons.map(b => b.label),
+  };
+}"""
+
+
+def _shot(locator, name: str, tmp_path: Path) -> Path:
+    out = tmp_path / name
+    locator.screenshot(path=str(out))
+    extra = os.environ.get("CAPSLIB_SCREENSHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, Path(extra) / name)
+    return out
+
+
+def test_dropdown_switches_class(site, browser, tmp_path):
+    found = None
+    for path in chapter_pages():
+        v = Visit(browser, site, path)
+        ids = v.page.evaluate(FIND_DROPDOWNS)
+        if ids:
+            found = (path, v, ids[0])
+            break
+        v.close()
+    assert found, (f"no chapter under {HTML / 'book'} has a Plotly figure with a dropdown menu "
+                   f"(checked {len(chapter_pages())} chapters)")
+    path, v, fig_id = found
+    try:
+        page = v.page
+        fig = page.locator(f"#{fig_id}")
+        fig.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        before = page.evaluate(FIGURE_STATE, fig_id)
+        assert any(x is True for x in before["visible"]), f"{fig_id}: no trace visible before the change"
+        stem = path.stem
+        _shot(fig, f"{stem}-before.png", tmp_path)
+
+        # open the dropdown the way a reader does, and choose another entry
+        menu = fig.locator("g.updatemenu-container").nth(before["menu"])
+        menu.locator("g.updatemenu-header-group").click()
+        target = (before["active"] + 1) % len(before["labels"])
+        buttons = menu.locator("g.updatemenu-dropdown-button-group g.updatemenu-dropdown-button")
+        buttons.first.wait_for(state="visible", timeout=5_000)
+        assert buttons.count() == len(before["labels"]), "the dropdown did not open with one entry per option"
+        buttons.nth(target).click()
+        page.wait_for_timeout(500)
+        after = page.evaluate(FIGURE_STATE, fig_id)
+        _shot(fig, f"{stem}-after.png", tmp_path)
+
+        assert after["active"] == target, (f"{fig_id}: the dropdown shows entry {after['active']}, "
+                                           f"expected {target} ({before['labels'][target]!r})")
+        assert (after["visible"] != before["visible"]) or (after["layout"] != before["layout"]), (
+            f"{fig_id} in {path.name}: choosing {before['labels'][target]!r} changed neither the visible "
+            f"traces nor the layout")
+        assert any(x is True for x in after["visible"]), f"{fig_id}: no trace visible after the change"
+        assert not v.foreign_requests(), f"requests outside 127.0.0.1: {v.foreign_requests()[:5]}"
+        assert not v.errors, f"JavaScript errors: {v.errors[:3]}"
+        print(json.dumps({"page": str(path.relative_to(HTML)), "figure": fig_id,
+                          "from": before["labels"][before["active"]], "to": before["labels"][target],
+                          "visible_before": before["visible"], "visible_after": after["visible"]}))
+    finally:
+        v.close()
