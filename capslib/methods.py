@@ -30,6 +30,9 @@ def _register_builtin() -> None:
     from . import protocols
     METHODS["imbalanced"]["capsnet"] = protocols.run_imbalanced_capsnet
     METHODS["novelty"]["capsnet"] = protocols.run_novelty_capsnet
+    from . import baselines
+    METHODS["imbalanced"].update(baselines.IMBALANCED)
+    METHODS["novelty"].update(baselines.NOVELTY)
 
 
 _register_builtin()

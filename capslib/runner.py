@@ -63,10 +63,14 @@ PROFILES: dict[str, Grid] = {
     # minutes on two CPU cores: both protocols on the embedded digits
     "quick": Grid(imbalanced_datasets=("digits",), normal_classes=(0, 1, 8), fractions=(0.1, 0.01),
                   novelty_datasets=("digits",), held_outs=((2,), (9,)), extra_held_outs={"digits": [(0, 3, 5)]},
+                  imbalanced_methods=("capsnet", "cnn", "deepsad"),
+                  novelty_methods=("capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp"),
                   seeds=(0,), epochs=5, novelty_epochs=3),
     # the papers' settings (STUDY.md §5); needs a GPU
     "paper": Grid(imbalanced_datasets=("mnist", "fashion", "kmnist"), novelty_datasets=("mnist", "fashion"),
-                  extra_held_outs={"mnist": [(0, 3, 5)]}, seeds=(0, 1, 2)),
+                  extra_held_outs={"mnist": [(0, 3, 5)]}, seeds=(0, 1, 2),
+                  imbalanced_methods=("capsnet", "cnn", "deepsad"),
+                  novelty_methods=("capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp")),
 }
 
 
