@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -30,13 +31,17 @@ VARIANT_ORDER = {"standard": 0, "proposed": 1}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
 
 
-def show(fig: go.Figure) -> None:
-    """Display a figure so that it renders in the static book and in JupyterLab: HTML that
-    uses the site's plotly.js (loaded once per site), plus Plotly's own mime type, which
-    JupyterLab's plotly extension prefers and the book builder ignores."""
-    from IPython.display import display
+def show(fig: go.Figure, lab: bool | None = None) -> None:
+    """Display a figure as HTML that uses the site's plotly.js (the book loads it once per
+    site; see BOOK-NOTES). In JupyterLab, where no page-wide plotly.js exists, pass
+    ``lab=True`` or set ``CAPSLIB_LAB=1`` to add Plotly's own mime type, which the lab's plotly
+    extension draws (the book builder warns on that mime type, hence not the default)."""
+    from IPython.display import HTML, display
     html = fig.to_html(include_plotlyjs=False, full_html=False)
-    display({"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)
+    if lab if lab is not None else os.environ.get("CAPSLIB_LAB", "") not in ("", "0"):
+        display({"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)
+    else:
+        display(HTML(html))
 
 
 def label(score: str) -> str:
@@ -352,3 +357,15 @@ def gallery_figure(store: ResultsStore, cell_ids, titles=None) -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
+
+
+def gallery_cells(df: pd.DataFrame, protocol: str, dataset: str, seed=None, variant=None, fraction=None):
+    """(cell ids, titles) of one protocol/dataset/seed, optionally one variant and fraction,
+    in the book's order: the cells whose galleries a page shows."""
+    cells = _cells(df, protocol, dataset, seed)
+    if variant is not None:
+        cells = cells[cells["variant"] == variant]
+    if fraction is not None:
+        cells = cells[np.isclose(cells["anomaly_fraction"].astype(float), fraction)]
+    titles = [f"{g} · {p}" if p else g for g, p in zip(cells["group"], cells["panel"])]
+    return list(cells["cell_id"]), titles

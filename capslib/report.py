@@ -196,7 +196,7 @@ def metric_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.Da
     imb = df[(df["protocol"] == "imbalanced") & (df["dataset"] == dataset)].copy()
     if imb.empty:
         return pd.DataFrame()
-    imb["row"] = [ROW_LABEL.format(variant=(f"{m} " if m != "capsnet" else "") + v, fraction=f)
+    imb["row"] = [ROW_LABEL.format(variant=v if m == "capsnet" else m, fraction=f)
                   for m, v, f in zip(imb["method"], imb["variant"], imb["anomaly_fraction"])]
     imb["_f"] = [(-f, {"standard": 0, "proposed": 1}.get(v, 2)) for f, v in zip(imb["anomaly_fraction"], imb["variant"])]
     keys = ["_f", "row", "score"]
@@ -236,10 +236,18 @@ def novelty_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.D
     return wide
 
 
-def case_studies(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Paper B §3.1 case studies (held-out 2, 9, {0,3,5}): our CapsNet PP and RE AUROC
-    beside the paper's MNIST numbers and claims; PP − RE computed per seed."""
-    nov = df[(df["protocol"] == "novelty") & (df["dataset"] == dataset) & (df["method"] == "capsnet")]
+def case_studies(df: pd.DataFrame) -> pd.DataFrame:
+    """Paper B §3.1 case studies (held-out 2, 9, {0,3,5}) on every dataset whose reference is
+    MNIST: our CapsNet PP and RE AUROC beside the paper's numbers and claims; PP − RE is
+    computed per seed, then averaged."""
+    out = []
+    for dataset in [d for d in datasets(df, "novelty") if pn.REFERENCE_DATASET.get(d) == "mnist"]:
+        out += _case_rows(df[(df["protocol"] == "novelty") & (df["dataset"] == dataset) & (df["method"] == "capsnet")],
+                          dataset)
+    return pd.DataFrame(out)
+
+
+def _case_rows(nov: pd.DataFrame, dataset: str) -> list[dict]:
     out = []
     for case in pn.PAPER_B_CASE_STUDIES:
         sel = nov[nov["held_out"] == case["held_out"]]
@@ -250,13 +258,32 @@ def case_studies(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
             continue
         d = piv["pp"] - piv["re"]
         n = len(piv)
-        out.append({"held-out": case["held_out"], "ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
+        out.append({"dataset": dataset, "held-out": case["held_out"], "ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
                     "ours RE": fmt(piv["re"].mean(), piv["re"].std(), n, 4),
                     "ours PP − RE": fmt(d.mean(), d.std(), n, 4),
                     "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
                     "paper PP − RE": fmt(case["pp_minus_re"], digits=2), "paper says": case["claim"],
                     "source": case["source"], "seeds": n})
-    return pd.DataFrame(out)
+    return out
+
+
+def dataset_note(dataset: str, protocol: str = "imbalanced") -> str:
+    """A sentence (Markdown) saying which published numbers stand beside a dataset's."""
+    ref = pn.REFERENCE_DATASET.get(dataset)
+    if protocol == "imbalanced":
+        src = pn.PAPER_A_SOURCE.get(ref)
+        if src is None:
+            return f"**{dataset}**: paper A reports no numbers for this dataset."
+        if ref != dataset:
+            return (f"**{dataset}** is scikit-learn's embedded 8×8 digits, upsampled: *not* the paper's data. "
+                    f"Paper A's {ref.upper()} numbers ({src}) stand beside ours as a reference only.")
+        return f"**{dataset}**: paper A's numbers are from its {src}."
+    fig, claim = pn.PAPER_B_CLAIMS.get(ref, (None, None))
+    if fig is None:
+        return f"**{dataset}**: paper B reports no results for this dataset."
+    lead = (f"**{dataset}** is scikit-learn's embedded digits, *not* MNIST; paper B's MNIST statements are a reference only. "
+            if ref != dataset else f"**{dataset}**: ")
+    return lead + f"Paper B ({fig}, bar charts without printed numbers) says: {claim}"
 
 
 # ---- cost and provenance -------------------------------------------------------------------
