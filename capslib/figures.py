@@ -244,29 +244,28 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
         return _empty(f"Per-class {protocol}, {dataset}")
     sel["column"] = sel["method"] + ":" + sel["score"]
     if protocol == "novelty":
-        sel["x"], sel["group"] = sel["held_out"], None
+        sel["x"], sel["group"] = sel["held_out"], ""
         xs = report.held_out_order(sel["x"])
     else:
         sel["x"] = sel["normal_class"].astype(str)
         sel["group"] = [f"{v or m} · {f:.0%} anomalies" for m, v, f in zip(sel["method"], sel["variant"], sel["anomaly_fraction"])]
         sel["_key"] = [(-f, VARIANT_ORDER.get(v, 2), m) for m, v, f in zip(sel["method"], sel["variant"], sel["anomaly_fraction"])]
         xs = sorted(sel["x"].unique(), key=int)
-    sel["group"] = sel["group"].astype(object)
     keys = ["group", "column"]
     aggs = {m: report._agg(sel, keys + ["x"], m) for m in metrics}
     fig, trace_groups = go.Figure(), []
-    pairs = sel[keys].drop_duplicates().sort_values(["group", "column"], key=lambda s: s.astype(str))
+    pairs = sel[keys].drop_duplicates()
     order = dict(zip(sel["group"], sel.get("_key", sel["group"])))
-    groups = sorted((g for g in dict.fromkeys(pairs["group"]) if g is not None), key=lambda g: order[g])
+    groups = sorted((g for g in dict.fromkeys(pairs["group"]) if g), key=lambda g: order[g])
     cols = sorted(pairs["column"].unique(), key=_column_key)
     pairs = pairs.sort_values("column", key=lambda s: s.map(lambda c: cols.index(c)), kind="stable")
     per_metric = {m: {"y": [], "error_y": []} for m in metrics}
     for g, c in pairs.itertuples(index=False):
         fig.add_trace(go.Bar(name=label(c), x=xs, marker_color=COLORS[cols.index(c) % len(COLORS)], legendgroup=c))
-        trace_groups.append(g)
+        trace_groups.append(g or None)
         for m in metrics:
             a = aggs[m]
-            a = a[(a["group"].astype(str) == str(g)) & (a["column"] == c)].set_index("x").reindex(xs)
+            a = a[(a["group"] == g) & (a["column"] == c)].set_index("x").reindex(xs)
             per_metric[m]["y"].append(a["mean"].round(4).tolist())
             per_metric[m]["error_y"].append(dict(type="data", array=a["std"].fillna(0).round(4).tolist(), visible=True))
     for i, tr in enumerate(fig.data):

@@ -1,0 +1,200 @@
+"""report / figures / widgets / paper_numbers on a hand-built results store.
+
+The store is written with ``ResultsStore.write_cell`` from synthetic per-image scores; the
+rows are computed by the library's own ``result_rows`` (so accuracy, AUROC, AUPRC come from
+the scores), and the tests check the tables' maths against plain numpy on those rows.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capslib import figures, paper_numbers as pn, report
+from capslib.config import CellSpec
+from capslib.methods import METHODS
+from capslib.scores import accuracy_at
+from capslib.store import ResultsStore, result_rows
+
+IMB_SCORES = {"length_difference": 0.0, "r_l": 0.05, "anomaly_score": 0.1, "pp": None, "re": None}
+BASELINE = next(m for m in METHODS["novelty"] if m != "capsnet")
+PROV = {"commit": "abc123", "device": "cpu (test)", "torch": "x", "finished_utc": "2026-01-01T00:00:00Z"}
+
+
+def _write(store, spec, scores, thresholds, rng, n=60, novelty=False, seconds=1.5):
+    labels = (np.arange(n) % 2).astype(np.int64)
+    arr = {name: (rng.normal(size=n) + sep * labels).astype(np.float32) for name, sep in scores.items()}
+    res = SimpleNamespace(test_labels=labels, scores=arr, thresholds=thresholds, train_seconds=seconds)
+    arrays = {"test_labels": labels, **{f"score_{k}": v for k, v in arr.items()},
+              "gallery_positions": np.concatenate([np.arange(0, 16, 2), np.arange(1, 17, 2)]),
+              "gallery_images": rng.integers(0, 255, (16, 1, 28, 28), dtype=np.uint8),
+              "gallery_reconstructions": rng.integers(0, 255, (16, 1, 28, 28), dtype=np.uint8)}
+    if novelty:
+        arrays["test_classes"] = labels.copy()
+    store.write_cell(spec, result_rows(spec, res, PROV), arrays, PROV)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    st = ResultsStore(tmp_path_factory.mktemp("res"), "t")
+    rng = np.random.default_rng(0)
+    for c in (0, 1):
+        for v in ("standard", "proposed"):
+            for s in (0, 1, 2):
+                spec = CellSpec("imbalanced", "digits", "capsnet", v, normal_class=c, anomaly_fraction=0.1, seed=s, epochs=1)
+                _write(st, spec, {k: 1.0 + c + s for k in IMB_SCORES}, IMB_SCORES, rng)
+    for h in ((2,), (9,), (0, 3, 5)):
+        for s in (0, 1):
+            _write(st, CellSpec("novelty", "digits", "capsnet", held_out=h, seed=s, epochs=1),
+                   {"pp": 2.0, "re": 1.0}, {"pp": None, "re": None}, rng, novelty=True)
+            _write(st, CellSpec("novelty", "digits", BASELINE, held_out=h, seed=s, epochs=1),
+                   {"recon": 0.5}, {"recon": None}, rng, novelty=True, seconds=0.5)
+    return st
+
+
+@pytest.fixture(scope="module")
+def df(store):
+    return report.load_rows(store.root, store.profile)
+
+
+def test_paper_numbers_rows_match_printed_means():
+    for ds, rows in pn.PAPER_A_ACCURACY.items():
+        assert set(rows) == {(v, f) for v in ("standard", "proposed") for f in (0.1, 0.01)}
+        for row in rows.values():
+            assert len(row["classes"]) == 10
+            assert abs(np.mean(row["classes"]) - row["mean"]) < 0.015
+    assert pn.paper_a_accuracy("digits", "proposed", 0.01, 3) == 95.48    # digits -> MNIST reference
+    assert pn.paper_a_accuracy("fashion", "proposed", 0.01, 2) == 84.98
+    assert pn.paper_a_accuracy("smallnorb", "proposed", 0.1, 0) is None
+    assert pn.paper_b_case_study("2")["pp"] == 0.9841
+
+
+def test_accuracy_long_mean_std_diff(df):
+    long = report.accuracy_long(df)
+    head = df[(df["protocol"] == "imbalanced") & (df["score"] == df["variant"].map(report.HEADLINE))]
+    for (v, c), g in head.groupby(["variant", "normal_class"]):
+        row = long[(long["variant"] == v) & (long["normal_class"] == c)].iloc[0]
+        acc = 100 * g.sort_values("seed")["accuracy"].to_numpy()
+        assert row["n"] == 3
+        assert row["mean"] == pytest.approx(acc.mean())
+        assert row["std"] == pytest.approx(acc.std(ddof=1))
+        assert row["paper"] == pn.PAPER_A_ACCURACY["mnist"][(v, 0.1)]["classes"][c]
+        assert row["diff"] == pytest.approx(acc.mean() - row["paper"])
+    for v in ("standard", "proposed"):   # row mean: per seed over classes, then over seeds
+        per_seed = 100 * head[head["variant"] == v].groupby("seed")["accuracy"].mean()
+        m = long[(long["variant"] == v) & (long["normal_class"] == "mean")].iloc[0]
+        assert m["mean"] == pytest.approx(per_seed.mean()) and m["std"] == pytest.approx(per_seed.std(ddof=1))
+        assert m["paper"] == pytest.approx(np.mean(pn.PAPER_A_ACCURACY["mnist"][(v, 0.1)]["classes"][:2]))
+
+
+def test_headline_uses_paper_a_decisions(df):
+    h = report.headline(df)
+    assert set(zip(h["variant"], h["score"])) == {("standard", "length_difference"), ("proposed", "anomaly_score")}
+    assert len(h) == h["cell_id"].nunique() == 12
+
+
+def test_table_shapes(df):
+    acc = report.accuracy_table(df, "digits")
+    assert acc.shape == (6, 3) and list(acc.columns) == ["class 0", "class 1", "mean"]
+    assert acc.index.get_level_values(0)[0] == "standard 10%" and "±" in acc.iloc[0, 0]
+    auroc = report.metric_table(df, "digits", "auroc")
+    assert auroc.shape == (2 * len(IMB_SCORES), 3)
+    nov = report.novelty_table(df, "digits", "auprc")
+    assert list(nov.index) == ["2", "9", "0+3+5"]
+    assert list(nov.columns) == ["capsnet:pp", "capsnet:re", f"{BASELINE}:recon"]
+    cs = report.case_studies(df)
+    assert list(cs["held-out"]) == ["2", "9", "0+3+5"] and cs.loc[0, "paper PP"] == "0.9841"
+    sel = df[(df["protocol"] == "novelty") & (df["held_out"] == "9") & (df["method"] == "capsnet")]
+    piv = sel.pivot_table(index="seed", columns="score", values="auroc")
+    assert cs.loc[1, "ours PP − RE"] == report.fmt((piv["pp"] - piv["re"]).mean(), (piv["pp"] - piv["re"]).std(), 2, 4)
+    assert report.accuracy_table(df, "fashion").empty and report.novelty_table(df, "kmnist").empty
+
+
+def test_cost_and_provenance(df):
+    cells = report.cost_table(df)
+    assert len(cells) == df["cell_id"].nunique() == 24
+    tot = report.cost_totals(df)
+    assert tot.iloc[-1]["cells"] == 24
+    assert tot.iloc[-1]["train_seconds"] == pytest.approx(12 * 1.5 + 6 * 1.5 + 6 * 0.5)
+    prov = report.provenance(df)
+    assert list(prov["commit"]) == ["abc123"] and prov.loc[0, "seeds"] == "0, 1, 2"
+
+
+def test_load_or_run_without_training_lists_missing(tmp_path):
+    out = report.load_or_run("quick", tmp_path, protocol="imbalanced", classes=[0], fractions=[0.1],
+                             methods=["capsnet"], epochs=1, train=False)
+    assert out.empty and len(out.attrs["run"]["missing"]) == 2
+    assert "missing" in report.run_summary(out)
+
+
+def _visible_sets(fig, menu=0):
+    return [np.flatnonzero(b.args[0]["visible"]) for b in fig.layout.updatemenus[menu].buttons]
+
+
+def test_roc_figure_dropdown_switches_cells(store, df):
+    fig = figures.roc_figure(store, df, "digits", "imbalanced")
+    n_curves = 2 * 2 * 3          # classes x variants x the three paper-A measures
+    assert len(fig.data) == n_curves + 2   # + a chance line per panel
+    sets = _visible_sets(fig)
+    assert len(sets) == 2 and not np.array_equal(sets[0], sets[1])
+    for s in sets:
+        assert len(s) == 2 * 3 + 2
+    assert [t.visible for t in fig.data] == list(fig.layout.updatemenus[0].buttons[0].args[0]["visible"])
+    nov = figures.roc_figure(store, df, "digits", "novelty")
+    assert len(nov.layout.updatemenus[0].buttons) == 3 and len(nov.data) == 3 * 3 + 1
+
+
+def test_distribution_figure_menus_compose(store, df):
+    fig = figures.distribution_figure(store, df, "digits", "imbalanced")
+    group_menu, score_menu = fig.layout.updatemenus
+    assert [b.label for b in score_menu.buttons][0] == figures.label("anomaly_score")
+    xs = [b.args[0]["x"] for b in score_menu.buttons]
+    assert all(len(x) == len(fig.data) for x in xs) and xs[0] != xs[1]   # the score menu restyles x only
+    assert "visible" not in score_menu.buttons[0].args[0] and "x" not in group_menu.buttons[0].args[0]
+    # the threshold line of the first cell sits at that cell's stored AS threshold
+    cid = df[(df["protocol"] == "imbalanced") & (df["seed"] == 0)].sort_values("cell_id")["cell_id"]
+    thr_traces = [i for i, t in enumerate(fig.data) if t.name == "threshold"]
+    thr_x = [xs[0][i][0] for i in thr_traces if xs[0][i]]
+    assert set(np.round(thr_x, 6)) == {0.1}
+
+
+def test_bars_and_accuracy_figures(df):
+    fig = figures.bars_figure(df, "digits", "novelty")
+    assert len(fig.data) == 3 and [b.label for b in fig.layout.updatemenus[0].buttons] == ["AUROC", "AUPRC"]
+    long = report.novelty_long(df, "auprc")
+    want = long[(long["column"] == "capsnet:pp")].set_index("held_out").loc[["2", "9", "0+3+5"], "mean"]
+    assert fig.layout.updatemenus[0].buttons[1].args[0]["y"][0] == list(want.round(4))
+    imb = figures.bars_figure(df, "digits", "imbalanced")
+    assert len(imb.layout.updatemenus) == 2 and len(_visible_sets(imb)) == 2
+    acc = figures.accuracy_figure(df, "digits")
+    paper = [t for t in acc.data if t.name.startswith("paper")]
+    assert list(paper[0].y[:2]) == pn.PAPER_A_ACCURACY["mnist"][("standard", 0.1)]["classes"][:2]
+    assert [t.visible for t in acc.data] == [True, True, False, False]
+
+
+def test_galleries(store, df):
+    ids, titles = figures.gallery_cells(df, "imbalanced", "digits", variant="proposed", fraction=0.1)
+    assert len(ids) == 2 and all("proposed" in i for i in ids)
+    assert figures.gallery_strip(store.load_arrays(ids[0])).shape == (56, 16 * 28)
+    fig = figures.gallery_figure(store, ids, titles)
+    assert len(fig.data) == 2 and fig.data[0].source.startswith("data:image/png;base64,")
+    mpl = figures.gallery_matplotlib(store, ids, titles)
+    assert len(mpl.axes) == 2
+
+
+def test_widgets_threshold_and_browser(store, df):
+    from capslib import widgets
+    w = widgets.threshold_explorer(store, df, score="anomaly_score")
+    slider = w.children[2]
+    cid = w.children[1].value
+    a = store.load_arrays(cid)
+    assert slider.value == pytest.approx(0.1)
+    cm = widgets.confusion(a["score_anomaly_score"], a["test_labels"], slider.value)
+    assert cm.to_numpy().sum() == len(a["test_labels"])
+    acc = (cm.iloc[0, 0] + cm.iloc[1, 1]) / cm.to_numpy().sum()
+    assert acc == pytest.approx(accuracy_at(a["score_anomaly_score"], a["test_labels"], slider.value))
+    b = widgets.gallery_browser(store, df)
+    b.children[1].children[0].value = 9
+    assert "anomalous" in b.children[2].children[2].value
