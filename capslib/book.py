@@ -192,7 +192,8 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
 def _describe_failure(e: Exception) -> str:
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
     if ename:
-        return f"{ename}: {evalue}"
+        where = getattr(e, "cell_index", None)
+        return (f"cell {where}: " if where is not None else "") + f"{ename}: {evalue}"
     first = str(e).strip().splitlines()
     return f"{type(e).__name__}: {first[-1] if first else ''}"
 
