@@ -1,8 +1,10 @@
 """Draw the README's picture from a results store: ``python scripts/readme_figure.py``.
 
-Left: paper A's proposed model (protocol imbalanced): test images, normal then anomalous, above
-their reconstructions from the normal capsule z_n. Right: paper B's CapsNet (protocol novelty):
-ROC curves of −PP and −RE. Both come from the quick profile unless told otherwise.
+One cell of paper A's proposed model (protocol imbalanced). Left: test images, normal then
+anomalous, above their reconstructions from the normal capsule z_n, with their anomaly score AS.
+Right: ROC curves of paper A's three measures on that cell's test set (its Fig. 2): the capsule
+length difference, the reconstruction error r_l, and AS. From the quick profile unless told
+otherwise.
 """
 from __future__ import annotations
 
@@ -35,7 +37,6 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--normal-class", default="8", help="paper A gallery: the normal class")
     ap.add_argument("--fraction", default="0.01", help="paper A gallery: the anomaly fraction")
-    ap.add_argument("--held-out", default="9", help="paper B ROC: the held-out class(es), e.g. 9 or 035")
     ap.add_argument("--out", default=str(ROOT / "book" / "img" / "readme.png"))
     a = ap.parse_args(argv)
     store = ResultsStore(a.results_root, a.profile)
@@ -48,38 +49,43 @@ def main(argv=None) -> int:
     cols = list(range(k)) + list(range(n_norm, n_norm + k))
     as_score = g["score_anomaly_score"][g["gallery_positions"]]
 
-    roc_id = find_cell(store, "novelty", "capsnet", f"h{a.held_out}")
-    r = store.load_arrays(roc_id)
-    y = r["test_labels"]
-
-    fig = plt.figure(figsize=(11, 3.6), dpi=130)
-    outer = fig.add_gridspec(1, 2, width_ratios=[2.1, 1], wspace=0.18)
-    left = outer[0].subgridspec(2, len(cols), wspace=0.05, hspace=0.08)
+    y = g["test_labels"]
+    # the gallery as one RGB canvas: a coloured frame per image (green normal, orange anomaly)
+    pad, size = 3, imgs.shape[-1]
+    colors = {True: np.array([42, 157, 143]), False: np.array([231, 111, 81])}
+    canvas = np.full((2 * (size + 2 * pad) + 6, len(cols) * (size + 2 * pad + 2), 3), 255, np.uint8)
     for j, c in enumerate(cols):
-        for i, (arr, row) in enumerate(((imgs, "test image"), (recs, "from $z_n$"))):
-            ax = fig.add_subplot(left[i, j])
-            ax.imshow(arr[c], cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([]), ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_edgecolor("#2a9d8f" if c < n_norm else "#e76f51")
-                s.set_linewidth(2.5)
-            if j == 0:
-                ax.set_ylabel(row, fontsize=9)
-            if i == 0:
-                ax.set_title(f"AS {as_score[c]:+.2f}", fontsize=7.5)
-    fig.text(0.05, 0.97, f"Paper A, proposed: normal class {a.normal_class} (green), anomalies (orange), "
-             f"f = {float(a.fraction):.0%}", fontsize=10, va="top")
+        for i, arr in enumerate((imgs, recs)):
+            y0, x0 = i * (size + 2 * pad + 6), j * (size + 2 * pad + 2)
+            canvas[y0:y0 + size + 2 * pad, x0:x0 + size + 2 * pad] = colors[c < n_norm]
+            canvas[y0 + pad:y0 + pad + size, x0 + pad:x0 + pad + size] = arr[c][..., None]
+
+    fig = plt.figure(figsize=(11, 3.3), dpi=130)
+    outer = fig.add_gridspec(1, 2, width_ratios=[2.3, 1], wspace=0.22)
+    ax = fig.add_subplot(outer[0])
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([(j + 0.5) * (size + 2 * pad + 2) for j in range(len(cols))])
+    ax.set_xticklabels([f"{as_score[c]:+.2f}" for c in cols], fontsize=7.5)
+    ax.set_xlabel("anomaly score AS of each image (the logistic threshold decides)", fontsize=8.5)
+    ax.set_yticks([(size + 2 * pad) / 2, 1.5 * (size + 2 * pad) + 6])
+    ax.set_yticklabels(["test image", "decoded\nfrom $z_n$"], fontsize=9)
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    ax.set_title(f"Paper A, proposed: normal class {a.normal_class} (green), anomalies (orange), "
+                 f"f = {float(a.fraction):.0%}", fontsize=10)
 
     ax = fig.add_subplot(outer[1])
-    for name, label, color in (("score_pp", "−PP", "#264653"), ("score_re", "−RE", "#e9c46a")):
-        fpr, tpr, _ = roc_curve(y, r[name])
-        ax.plot(fpr, tpr, color=color, lw=2, label=f"{label}  AUROC {roc_auc_score(y, r[name]):.3f}")
+    for name, label, color in (("score_length_difference", "‖z_a‖ − ‖z_n‖", "#264653"),
+                               ("score_r_l", "$r_l$", "#e9c46a"), ("score_anomaly_score", "AS", "#e76f51")):
+        fpr, tpr, _ = roc_curve(y, g[name])
+        ax.plot(fpr, tpr, color=color, lw=2, label=f"{label}  AUROC {roc_auc_score(y, g[name]):.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
-    ax.set_xlabel("false positive rate"), ax.set_ylabel("true positive rate")
-    ax.set_title(f"Paper B, CapsNet: held-out class {'+'.join(a.held_out)}", fontsize=10)
+    ax.set_xlabel("false positive rate"), ax.set_ylabel("true positive rate", labelpad=2)
+    ax.set_title("ROC of paper A's three measures", fontsize=10)
     ax.legend(loc="lower right", fontsize=8.5, frameon=False)
     ax.set_aspect("equal")
-    fig.text(0.99, 0.01, f"capslib, profile {a.profile} (embedded digits, CPU): {gal_id}; {roc_id}",
+    fig.text(0.99, -0.04, f"capslib, profile {a.profile} (embedded digits, CPU), cell {gal_id}",
              fontsize=6, color="grey", ha="right")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
