@@ -261,10 +261,15 @@ def fetch_npm_js(root: Path, vendor: Path) -> None:
                 (widgets / "require.min.js").write_bytes(tf.extractfile("package/require.js").read())
             elif name == "mathjax":   # the es5 bundle loads its fonts and extensions relative to itself
                 for m in tf.getmembers():
-                    if m.isfile() and m.name.startswith("package/es5/") and not m.name.startswith("package/es5/sre/"):
-                        out = mathjax / m.name[len("package/es5/"):]
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        out.write_bytes(tf.extractfile(m).read())
+                    rel = m.name[len("package/es5/"):] if m.name.startswith("package/es5/") else None
+                    # the one combined bundle the book loads, and what it may load lazily
+                    # (not the other bundles, the SVG output or the speech engine)
+                    if not (m.isfile() and rel) or rel.startswith(("sre/", "output/svg")) or (
+                            "/" not in rel and rel != "tex-mml-chtml.js"):
+                        continue
+                    out = mathjax / rel
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(tf.extractfile(m).read())
                 (mathjax / "LICENSE").write_bytes(tf.extractfile("package/LICENSE").read())
             else:
                 for m in tf.getmembers():
