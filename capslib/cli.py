@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
             s.add_argument("--no-progress", action="store_true")
+            s.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                           help="train CapsNet cells in stacked groups (default: on for cuda, off for cpu)")
+            s.add_argument("--group-size", type=int, default=8, help="models per fast-path group (default 8)")
     d = sub.add_parser("download", help="fetch an MNIST-family dataset with torchvision")
     d.add_argument("dataset")
     d.add_argument("--data-root", default=None)
@@ -64,7 +67,8 @@ def cmd_run(args) -> int:
     cells = grid_from_args(args).cells()
     store = ResultsStore(args.results_root, args.profile)
     t0 = time.perf_counter()
-    rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress)
+    rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress,
+                   fast=args.fast, group_size=args.group_size)
     print(f"{len(rep['ran'])} cells ran, {len(rep['skipped'])} already finished, {len(rep['failed'])} failed "
           f"in {time.perf_counter() - t0:.1f} s; results in {store.dir}")
     for cid, msg in rep["failed"].items():

@@ -60,19 +60,59 @@ def input_transform(data: Dataset):
     return (lambda x, g: norb_crop(x, 32, g)) if data.name == "smallnorb" else None
 
 
-def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
-    """Paper A: a two-capsule CapsNet (z_n = capsule 0, z_a = capsule 1), *standard* or *proposed*."""
+@dataclass
+class CapsNetJob:
+    """One CapsNet cell's training inputs, built before any training: the plain path
+    trains it with :func:`train_job`, the batched fast path (:mod:`capslib.fast`) stacks
+    several. Building it seeds the RNGs and initialises the model, so both paths start
+    from the same weights and draw the same batches."""
+    model: CapsNet                          # initialised with the cell's seed
+    train_idx: np.ndarray                   # (n,) indices into data.x_train
+    targets: torch.Tensor                   # (n,) margin-loss class per training image
+    settings: TrainSettings
+    generator: torch.Generator              # the cell's data order (and smallNORB crops)
+    decoder_mask: Optional[torch.Tensor] = None   # (n,) capsule the decoder keeps (None: target)
+    recon_mask: Optional[torch.Tensor] = None     # (n,) 0/1 images in the reconstruction loss
+    name: str = ""
+
+
+def capsnet_job(spec: CellSpec, data: Dataset, split: Split, device) -> CapsNetJob:
+    """Seed, initialise and describe one CapsNet cell's training (either protocol)."""
     r = spec.resolved()
     g = set_seed(r.seed)
-    model = capsnet_for(data, 2).to(ctx.device)
-    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
+    y_tr = torch.from_numpy(split.train_labels)
+    if r.protocol == "imbalanced":
+        model = capsnet_for(data, 2).to(device)
+        proposed = r.variant == "proposed"
+        settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, standardize=True)
+        return CapsNetJob(model, split.train_idx, y_tr, settings, g,
+                          decoder_mask=torch.zeros_like(y_tr) if proposed else y_tr,  # proposed: always from z_n
+                          recon_mask=(y_tr == 0).float() if proposed else None,       # proposed: normal images only
+                          name=spec.cell_id)
+    k = data.n_classes - len(r.held_out)
+    model = capsnet_for(data, k).to(device)
+    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, transform=input_transform(data))
+    return CapsNetJob(model, split.train_idx, y_tr, settings, g, name=spec.cell_id)
+
+
+def train_job(job: CapsNetJob, data: Dataset, progress=None) -> dict:
+    """The plain path: train one job's model, one model at a time."""
+    return train_capsnet(job.model, data.x_train[job.train_idx], job.targets, job.settings, job.generator,
+                         decoder_mask=job.decoder_mask, recon_mask=job.recon_mask, progress=progress,
+                         name=job.name)
+
+
+def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
+    """Paper A: a two-capsule CapsNet (z_n = capsule 0, z_a = capsule 1), *standard* or *proposed*."""
+    job = capsnet_job(spec, data, split, ctx.device)
+    return imbalanced_result(spec, data, split, job.model, train_job(job, data, ctx.progress))
+
+
+def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNet, fit: dict) -> CellResult:
+    """Paper A's scores, thresholds and arrays from a trained model (``fit``: train_capsnet's dict)."""
+    r = spec.resolved()
     proposed = r.variant == "proposed"
-    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, standardize=True)
-    fit = train_capsnet(
-        model, x_tr, y_tr, settings, g,
-        decoder_mask=torch.zeros_like(y_tr) if proposed else y_tr,   # proposed: always from z_n
-        recon_mask=(y_tr == 0).float() if proposed else None,        # proposed: normal images only
-        progress=ctx.progress, name=spec.cell_id)
+    x_tr = data.x_train[split.train_idx]
     decoder_capsule = 0 if proposed else None
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
@@ -106,14 +146,15 @@ def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: Run
 
 def run_novelty_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
     """Paper B: a CapsNet classifier of the normal classes; scores −PP and −RE."""
+    job = capsnet_job(spec, data, split, ctx.device)
+    return novelty_result(spec, data, split, job.model, train_job(job, data, ctx.progress))
+
+
+def novelty_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNet, fit: dict) -> CellResult:
+    """Paper B's scores and arrays from a trained model (``fit``: train_capsnet's dict)."""
     r = spec.resolved()
-    g = set_seed(r.seed)
     k = data.n_classes - len(r.held_out)
-    model = capsnet_for(data, k).to(ctx.device)
-    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
     transform = input_transform(data)
-    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, transform=transform)
-    fit = train_capsnet(model, x_tr, y_tr, settings, g, progress=ctx.progress, name=spec.cell_id)
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
     te = evaluate_capsnet(model, x_te, False, None, keep_reconstructions=gal, transform=transform)

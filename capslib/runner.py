@@ -17,7 +17,7 @@ from .config import CellSpec, ConfigError
 from .data import DataError, load_dataset
 from .methods import method_for
 from .protocols import RunContext
-from .splits import imbalanced_split, novelty_split
+from .splits import Split, imbalanced_split, novelty_split
 from .store import ResultsStore, provenance, result_rows
 from .train import NonFiniteLoss, default_device
 
@@ -114,26 +114,36 @@ def narrow(grid: Grid, protocol: Optional[str] = None, datasets: Optional[Sequen
     return g
 
 
-def run_cell(spec: CellSpec, store: ResultsStore, data_root=None, device=None, progress=None) -> dict:
-    """Train and evaluate one cell and write it; returns its cell.json document."""
-    device = torch.device(device) if device is not None else default_device()
-    r = spec.resolved()
-    data = load_dataset(r.dataset, data_root)
+def split_for(r: CellSpec, data) -> Split:
+    """A resolved cell's train/test split."""
     if r.protocol == "imbalanced":
-        split = imbalanced_split(data.y_train, data.y_test, r.normal_class, r.anomaly_fraction, r.seed)
-    else:
-        split = novelty_split(data.y_train, data.y_test, r.held_out, data.n_classes)
-    fn = method_for(r.protocol, r.method)
-    t0 = time.perf_counter()
-    result = fn(r, data, split, RunContext(device, progress))
+        return imbalanced_split(data.y_train, data.y_test, r.normal_class, r.anomaly_fraction, r.seed)
+    return novelty_split(data.y_train, data.y_test, r.held_out, data.n_classes)
+
+
+def write_result(spec: CellSpec, store: ResultsStore, split: Split, result, device, wall_seconds: float) -> dict:
+    """Write one cell's CellResult with its provenance; returns its cell.json document."""
+    r = spec.resolved()
     prov = provenance(device)
-    prov.update(seed=r.seed, wall_seconds=round(time.perf_counter() - t0, 3),
+    prov.update(seed=r.seed, wall_seconds=round(wall_seconds, 3),
                 train_seconds=round(result.train_seconds, 3))
     rows = result_rows(spec, result, prov)
     arrays = {"test_labels": result.test_labels, "test_idx": split.test_idx,
               **{f"score_{k}": v.astype("float32") for k, v in result.scores.items()}, **result.arrays}
     store.write_cell(spec, rows, arrays, prov, result.info)
     return store.load_cell(spec)
+
+
+def run_cell(spec: CellSpec, store: ResultsStore, data_root=None, device=None, progress=None) -> dict:
+    """Train and evaluate one cell and write it; returns its cell.json document."""
+    device = torch.device(device) if device is not None else default_device()
+    r = spec.resolved()
+    data = load_dataset(r.dataset, data_root)
+    split = split_for(r, data)
+    fn = method_for(r.protocol, r.method)
+    t0 = time.perf_counter()
+    result = fn(r, data, split, RunContext(device, progress))
+    return write_result(spec, store, split, result, device, time.perf_counter() - t0)
 
 
 def validate_cells(cells: Iterable[CellSpec], data_root=None) -> None:
@@ -143,8 +153,11 @@ def validate_cells(cells: Iterable[CellSpec], data_root=None) -> None:
 
 
 def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, device=None,
-             show_progress: bool = True, out=sys.stderr) -> dict:
-    """Run every missing cell. Returns {'ran': [...], 'skipped': [...], 'failed': {id: msg}}."""
+             show_progress: bool = True, out=sys.stderr, fast: Optional[bool] = None, group_size: int = 8) -> dict:
+    """Run every missing cell. Returns {'ran': [...], 'skipped': [...], 'failed': {id: msg}}.
+
+    ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models
+    (:mod:`capslib.fastgrid`); None = on when the device is CUDA."""
     from tqdm.auto import tqdm
 
     store.clean_stale()
@@ -154,6 +167,10 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     if not todo:
         return report
     validate_cells(todo, data_root)
+    dev = torch.device(device) if device is not None else default_device()
+    if (dev.type == "cuda") if fast is None else fast:
+        from .fastgrid import run_groups
+        todo = run_groups(todo, store, data_root, dev, report, group_size, show_progress=show_progress, out=out)
     outer = tqdm(todo, desc="cells", unit="cell", disable=not show_progress, file=out)
     for spec in outer:
         outer.set_postfix_str(spec.cell_id)

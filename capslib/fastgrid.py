@@ -1,0 +1,105 @@
+"""The grid side of the fast path: group the missing CapsNet cells of a grid by shape,
+train each group with :func:`capslib.fast.train_stacked`, score every model with the
+plain path's code and write each finished cell to the store as ``run_cell`` does.
+
+Called by :func:`capslib.runner.run_grid` when ``fast`` is on (the default on CUDA).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import torch
+
+from .config import CellSpec, ConfigError
+from .data import Dataset, load_dataset
+from .fast import FastOptions, train_stacked
+from .protocols import CellResult, capsnet_job, imbalanced_result, novelty_result
+from .splits import Split
+from .train import NonFiniteLoss
+
+DEFAULT_GROUP_SIZE = 8
+
+
+def group_key(spec: CellSpec) -> tuple:
+    """Cells with one key share every tensor shape and the training schedule's form:
+    protocol, dataset, number of capsules, batch size, epochs, lr, lr decay. The variant
+    (standard / proposed) is *not* in it: it only changes per-sample masks, which each
+    model carries; training-set sizes may differ too (ragged epochs are handled)."""
+    r = spec.resolved()
+    k = 2 if r.protocol == "imbalanced" else r.n_classes - len(r.held_out)
+    return (r.protocol, r.dataset, k, r.batch_size, r.epochs, r.lr, r.lr_decay)
+
+
+def plan_groups(cells: Sequence[CellSpec], group_size: int = DEFAULT_GROUP_SIZE) -> list[list[CellSpec]]:
+    """The CapsNet cells in groups of at most ``group_size`` with one :func:`group_key`,
+    in grid order (neighbours in a grid row usually share a training-set size)."""
+    if group_size < 1:
+        raise ConfigError(f"group size must be >= 1, got {group_size}")
+    by_key: "OrderedDict[tuple, list[CellSpec]]" = OrderedDict()
+    for c in cells:
+        by_key.setdefault(group_key(c), []).append(c)
+    return [cs[i:i + group_size] for cs in by_key.values() for i in range(0, len(cs), group_size)]
+
+
+def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split], device: torch.device,
+                options: FastOptions = FastOptions(), progress=None) -> list:
+    """Train one group together; per cell a CellResult (exactly the plain path's fields,
+    plus ``info['fast_path']``) or the NonFiniteLoss that stopped it."""
+    jobs = [capsnet_job(s, data, sp, torch.device("cpu")) for s, sp in zip(specs, splits)]
+    size = jobs[0].model.config.image_size
+    crop = size if size != data.image_shape[-1] else None     # smallNORB: 48x48 stored, 32x32 crops
+    fits = train_stacked(jobs, data.x_train, device, options, crop=crop, progress=progress)
+    out: list = []
+    for spec, split, job, fit in zip(specs, splits, jobs, fits):
+        if isinstance(fit, Exception):
+            out.append(fit)
+            continue
+        result_fn = imbalanced_result if spec.resolved().protocol == "imbalanced" else novelty_result
+        res: CellResult = result_fn(spec, data, split, job.model.to(device), fit)
+        res.info["fast_path"] = {"group_size": fit["group_size"],
+                                 "group_train_seconds": round(fit["group_train_seconds"], 3),
+                                 "group": [s.cell_id for s in specs]}
+        out.append(res)
+        job.model.to("cpu")
+    return out
+
+
+def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device, report: dict,
+               group_size: int = DEFAULT_GROUP_SIZE, options: Optional[FastOptions] = None,
+               show_progress: bool = True, out=sys.stderr) -> list[CellSpec]:
+    """Run the CapsNet cells among ``cells`` through the fast path, writing each one as
+    it is scored and adding it to ``report`` ('ran' / 'failed'); returns the other cells
+    (the baselines), which the caller runs on the plain path."""
+    from tqdm.auto import tqdm
+    from .runner import split_for, write_result
+
+    options = options or FastOptions()
+    mine = [c for c in cells if c.resolved().method == "capsnet"]
+    rest = [c for c in cells if c.resolved().method != "capsnet"]
+    for group in plan_groups(mine, group_size):
+        r0 = group[0].resolved()
+        data = load_dataset(r0.dataset, data_root)
+        splits = [split_for(s.resolved(), data) for s in group]
+        bar = tqdm(total=None, desc=f" fast x{len(group)} {r0.protocol}-{r0.dataset}", unit="step",
+                   leave=False, disable=not show_progress, file=out)
+
+        def progress(done, total, bar=bar):
+            bar.total = total
+            bar.update(done - bar.n)
+        t0 = time.perf_counter()
+        try:
+            results = train_group(group, data, splits, device, options, progress)
+        finally:
+            bar.close()
+        group_wall = time.perf_counter() - t0
+        for spec, split, res in zip(group, splits, results):
+            if isinstance(res, NonFiniteLoss):
+                report["failed"][spec.cell_id] = str(res)
+                print(f"cell {spec.cell_id} failed, the others go on: {res}", file=out)
+                continue
+            write_result(spec, store, split, res, device, group_wall / len(group))
+            report["ran"].append(spec.cell_id)
+    return rest

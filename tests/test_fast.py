@@ -1,0 +1,179 @@
+"""The fast path (capslib.fast, capslib.fastgrid) against the plain path: same losses and
+gradients, Adam on stacked tensors = independent Adams, same training, same cells."""
+import numpy as np
+import pytest
+import torch
+
+from capslib.capsnet import CapsNet, CapsNetConfig
+from capslib.config import CellSpec
+from capslib.data import Dataset, norb_crop
+from capslib.fast import (PARAM_NAMES, StackedAdam, StackedCapsNet, crop_batch, model_batches,
+                          stacked_losses, train_stacked)
+from capslib.fastgrid import plan_groups, train_group
+from capslib.losses import margin_loss, reconstruction_loss
+from capslib.protocols import CapsNetJob, RunContext, run_imbalanced_capsnet, run_novelty_capsnet
+from capslib.runner import run_grid, split_for
+from capslib.splits import Split
+from capslib.store import ResultsStore
+from capslib.train import TrainSettings, train_capsnet
+
+
+def _plain_grads(model, x, y, rmask):
+    model.zero_grad(set_to_none=True)
+    out = model(x, mask=y)
+    loss = margin_loss(out.lengths, y) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("K,B", [(2, 4), (9, 2)])
+def test_losses_and_gradients_match_plain(K, B):
+    torch.manual_seed(K)
+    M = 3
+    models = [CapsNet(CapsNetConfig(n_classes=K)) for _ in range(M)]
+    net = StackedCapsNet(models)
+    x = torch.rand(M, B, 1, 28, 28)
+    y = torch.randint(0, K, (M, B))
+    rmask = (torch.rand(M, B) > 0.3).float()
+    valid = torch.ones(M, B)
+    valid[2, B - 1] = 0                                 # model 2's batch is one image short (ragged epoch)
+    losses = stacked_losses(*net(x, y), x, y, rmask, valid)
+    losses.sum().backward()
+    for m, model in enumerate(models):
+        n = int(valid[m].sum())
+        loss, grads = _plain_grads(model, x[m, :n], y[m, :n], rmask[m, :n])
+        assert torch.allclose(losses[m], loss, rtol=1e-5, atol=1e-7)
+        for name, g in grads.items():
+            fast_g = getattr(net, PARAM_NAMES[name]).grad[m]
+            assert torch.allclose(fast_g, g, rtol=1e-4, atol=1e-5 * g.abs().max().item()), name
+
+
+def test_stacked_adam_matches_independent_adams():
+    torch.manual_seed(0)
+    M, every = 3, 2
+    lrs, decays = [1e-3, 2e-3, 1e-3], [1.0, 0.5, 0.96]
+    shapes = [(5, 4), (7,)]
+    stacked = [torch.randn(M, *s, requires_grad=True) for s in shapes]
+    singles = [[p[m].detach().clone().requires_grad_(True) for p in stacked] for m in range(M)]
+    opts = [torch.optim.Adam(ps, lr=lrs[m]) for m, ps in enumerate(singles)]
+    scheds = [torch.optim.lr_scheduler.StepLR(o, every, gamma=decays[m]) for m, o in enumerate(opts)]
+    adam = StackedAdam(stacked, torch.tensor(lrs), torch.tensor(decays), every=every)
+    for step in range(7):
+        active = torch.tensor([True, step < 4, step % 2 == 0])    # model 1 finishes early, model 2 skips
+        grads = [torch.randn(M, *s) for s in shapes]
+        for p, g in zip(stacked, grads):
+            p.grad = g.clone()
+        adam.step(active)
+        for m in range(M):
+            if active[m]:
+                for p, g in zip(singles[m], grads):
+                    p.grad = g[m].clone()
+                opts[m].step()
+                scheds[m].step()
+    for m in range(M):
+        for p, q in zip(stacked, singles[m]):
+            assert torch.allclose(p[m], q, rtol=1e-6, atol=1e-7)
+
+
+def test_batches_follow_plain_order_and_crop_matches_norb_crop():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    batches = list(model_batches(10, 4, 2, g1, crop=(48, 32)))
+    assert [len(i) for i, _ in batches] == [4, 4, 2, 4, 4, 2]
+    x = torch.rand(10, 2, 48, 48)
+    for epoch in range(2):                                         # train_capsnet's draws, in its order
+        order = torch.randperm(10, generator=g2)
+        for b, start in enumerate(range(0, 10, 4)):
+            idx, offs = batches[epoch * 3 + b]
+            assert torch.equal(idx, order[start:start + 4])
+            want = norb_crop(x[idx], 32, g2)
+            assert torch.equal(crop_batch(x[idx].unsqueeze(0), offs.unsqueeze(0), 32)[0], want)
+
+
+def _tiny_job(seed, n, x, y, recon_mask, epochs=2, batch=2):
+    torch.manual_seed(seed)
+    model = CapsNet(CapsNetConfig(n_classes=2)).double()   # float64: Adam would amplify fp32 rounding
+    idx = np.arange(n) * 3 % len(x)
+    return CapsNetJob(model, idx, y[idx], TrainSettings(epochs, batch, standardize=True, lr_decay=0.5),
+                      torch.Generator().manual_seed(seed), decoder_mask=torch.zeros(n, dtype=torch.long),
+                      recon_mask=None if recon_mask is None else recon_mask[idx], name=f"m{seed}")
+
+
+def test_training_matches_plain_with_ragged_epochs(digits, monkeypatch):
+    monkeypatch.setattr("capslib.fast.DECAY_EVERY", 3)            # exercise the per-model lr decay
+    monkeypatch.setattr("capslib.train.DECAY_EVERY", 3)
+    x, y = digits.x_train[:20].double(), (digits.y_train[:20] == 3).long()
+    sizes = (3, 1, 2)                                              # 2, 1 and 1 steps per epoch of 2
+    jobs = [_tiny_job(s, n, x, y, (y == 0).float() if s else None) for s, n in enumerate(sizes)]
+    ref = [_tiny_job(s, n, x, y, (y == 0).float() if s else None) for s, n in enumerate(sizes)]
+    fits = train_stacked(jobs, x, torch.device("cpu"))
+    for job, r, fit in zip(jobs, ref, fits):
+        plain = train_capsnet(r.model, x[r.train_idx], r.targets, r.settings, r.generator,
+                              decoder_mask=r.decoder_mask, recon_mask=r.recon_mask)
+        assert fit["final_loss"] == pytest.approx(plain["final_loss"], rel=1e-6)
+        # one Adam step moves a weight by ~lr = 1e-3: a wrong batch, mask or step count shows
+        for (name, p), q in zip(job.model.named_parameters(), r.model.parameters()):
+            assert torch.allclose(p, q, rtol=0, atol=1e-6), name
+
+
+def _small_digits(digits, n_train):
+    """A few real digits, so both paths train and score in seconds."""
+    return Dataset("digits", digits.x_train[:n_train], digits.y_train[:n_train], digits.x_test[:40], digits.y_test[:40])
+
+
+@pytest.mark.parametrize("protocol", ["imbalanced", "novelty"])
+def test_group_results_match_plain_cells(digits, protocol):
+    if protocol == "imbalanced":                                  # two training-set sizes: ragged
+        data = _small_digits(digits, 100)
+        specs = [CellSpec("imbalanced", "digits", variant=v, normal_class=1, anomaly_fraction=f, seed=s,
+                          epochs=1, batch_size=8) for v, f, s in [("standard", 0.1, 0), ("proposed", 0.2, 1)]]
+        plain_fn = run_imbalanced_capsnet
+    else:
+        data = _small_digits(digits, 24)
+        specs = [CellSpec("novelty", "digits", held_out=(h,), seed=0, epochs=1, batch_size=8) for h in (2, 9)]
+        plain_fn = run_novelty_capsnet
+    assert len(plan_groups(specs, 8)) == 1
+    splits = [split_for(s.resolved(), data) for s in specs]
+    fast = train_group(specs, data, splits, torch.device("cpu"))
+    for spec, split, res in zip(specs, splits, fast):
+        ref = plain_fn(spec.resolved(), data, split, RunContext(torch.device("cpu")))
+        assert res.scores.keys() == ref.scores.keys() and res.thresholds.keys() == ref.thresholds.keys()
+        assert set(ref.info) <= set(res.info) and res.info["fast_path"]["group_size"] == len(specs)
+        np.testing.assert_array_equal(res.test_labels, ref.test_labels)
+        for k, v in ref.scores.items():
+            np.testing.assert_allclose(res.scores[k], v, rtol=1e-3, atol=1e-4, err_msg=k)
+        for k, v in ref.thresholds.items():
+            assert (v is None) == (res.thresholds[k] is None)
+        assert res.arrays.keys() == ref.arrays.keys()
+        for k, v in ref.arrays.items():
+            assert res.arrays[k].shape == v.shape and res.arrays[k].dtype == v.dtype, k
+
+
+def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, monkeypatch):
+    """run_grid on the real digits, fast vs plain; the splits are cut short (both paths)
+    to keep the test quick."""
+    import capslib.runner as runner
+    full = runner.split_for
+
+    def short_split(r, data):
+        sp = full(r, data)
+        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:24], np.flatnonzero(sp.train_labels == 1)[:6]])
+        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
+        return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
+    monkeypatch.setattr(runner, "split_for", short_split)
+    cells = [CellSpec("imbalanced", "digits", variant=v, normal_class=1, anomaly_fraction=0.1, seed=0, epochs=1)
+             for v in ("standard", "proposed")]
+    stores = {}
+    for fast in (False, True):
+        stores[fast] = ResultsStore(tmp_path / str(fast), "t")
+        rep = run_grid(cells, stores[fast], device="cpu", show_progress=False, fast=fast)
+        assert sorted(rep["ran"]) == sorted(c.cell_id for c in cells) and not rep["failed"]
+    assert stores[True].finished_ids() == stores[False].finished_ids()
+    rows = {f: sorted((r["cell_id"], r["score"]) for r in s.rows()) for f, s in stores.items()}
+    assert rows[True] == rows[False]
+    for c in cells:
+        a, b = stores[True].load_arrays(c), stores[False].load_arrays(c)
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose(a["score_anomaly_score"], b["score_anomaly_score"], rtol=1e-3, atol=1e-4)
+    assert (stores[True].cell_dir(cells[0]) / "cell.json").exists()
+    rerun = run_grid(cells, stores[True], device="cpu", show_progress=False, fast=True)
+    assert rerun["ran"] == [] and len(rerun["skipped"]) == 2
