@@ -1,0 +1,192 @@
+"""Training throughput of the plain path vs the fast path on the current device:
+``python -m capslib.bench [--steps S] [--models M] [--out results/bench]``.
+
+For paper A's setting (K = 2, batch 32, standardized inputs) and paper B's (K = 9,
+batch 100) it times (a) the plain path, :func:`capslib.train.train_capsnet`, one model,
+fp32, and (b) the fast path, :func:`capslib.fast.train_stacked`, M models at once, on
+random 28x28 images (a step's cost does not depend on the pixels: routing runs a fixed 3
+iterations). It prints images/s, achieved FLOP/s (the formula is printed) against a peak,
+the ratio (b)/(a) measured in the same run, and a projection of the paper grid's CapsNet
+time, and writes everything to ``<out>/<device>-<date>.json``.
+
+The peak: on CUDA the vendor's nominal figure where the device is known, and always the
+FLOP/s of a large fp32 matmul measured here ("achievable peak"); a CPU has no nominal one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .capsnet import CapsNet, CapsNetConfig
+from .fast import FastOptions, train_stacked
+from .protocols import CapsNetJob
+from .store import device_name, git_commit
+from .train import TrainSettings, synchronize, train_capsnet
+
+SETTINGS = {"A": {"K": 2, "batch": 32, "standardize": True}, "B": {"K": 9, "batch": 100, "standardize": False}}
+# dense nominal peaks, FLOP/s (vendor data sheets: fp32 without tensor cores / TF32 / BF16 tensor cores)
+NOMINAL_PEAKS = {"H100": {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12},
+                 "H200": {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12},
+                 "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12}}
+FLOP_FORMULA = ("training FLOP/image = 3 x 2 x MACs (forward; backward ~ 2x forward); MACs = "
+                "conv1 20*20*256*(C*81) + primary 6*6*256*(256*81) + transform N*K*16*8 "
+                "+ routing (2r-1)*N*K*16 (r = 3 iterations, N = 1152) + decoder (16K*512 + 512*1024 + 1024*784)")
+
+
+def macs_per_image(K: int, cfg: CapsNetConfig = CapsNetConfig()) -> dict[str, int]:
+    """Multiply-adds of one forward pass, per part (see FLOP_FORMULA)."""
+    c1 = cfg.image_size - 8
+    g = cfg.primary_grid
+    n, d = cfg.n_primary, cfg.class_dim
+    h1, h2 = cfg.decoder_hidden
+    return {"conv1": c1 * c1 * cfg.conv_channels * cfg.in_channels * 81,
+            "primary": g * g * cfg.primary_types * cfg.primary_dim * cfg.conv_channels * 81,
+            "transform": n * K * d * cfg.primary_dim,
+            "routing": (2 * cfg.routing_iters - 1) * n * K * d,
+            "decoder": K * d * h1 + h1 * h2 + h2 * cfg.in_channels * cfg.image_size ** 2}
+
+
+def training_flops_per_image(K: int) -> float:
+    return 3 * 2 * float(sum(macs_per_image(K).values()))
+
+
+def matmul_flops(device: torch.device, n: int, reps: int = 3) -> float:
+    """FLOP/s of an n x n fp32 matmul, best of ``reps`` (the achievable peak)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        synchronize(device)
+        t0 = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def _job(K: int, n: int, batch: int, standardize: bool, seed: int, device) -> CapsNetJob:
+    torch.manual_seed(seed)
+    model = CapsNet(CapsNetConfig(n_classes=K)).to(device)
+    targets = torch.randint(0, K, (n,))
+    return CapsNetJob(model, np.arange(n), targets, TrainSettings(1, batch, standardize=standardize),
+                      torch.Generator().manual_seed(seed))
+
+
+def time_plain(K, batch, standardize, steps, warmup, device) -> dict:
+    """Plain path, one model: images/s over ``steps`` steps after ``warmup`` steps."""
+    n = steps * batch
+    images = torch.rand(n, 1, 28, 28)
+    for count in (warmup, steps):
+        if count == 0:
+            continue
+        j = _job(K, count * batch, batch, standardize, 0, device)
+        fit = train_capsnet(j.model, images[:count * batch], j.targets, j.settings, j.generator)
+    return {"images": n, "seconds": fit["train_seconds"], "images_per_s": n / fit["train_seconds"]}
+
+
+def time_fast(K, batch, standardize, steps, warmup, models, device, options) -> dict:
+    """Fast path, ``models`` models at once: images/s (all models) after a warmup."""
+    images = torch.rand(steps * batch, 1, 28, 28)
+    for count in (warmup, steps):
+        if count == 0:
+            continue
+        jobs = [_job(K, count * batch, batch, standardize, m, "cpu") for m in range(models)]
+        fit = train_stacked(jobs, images[:count * batch], device, options)[0]
+    n = steps * batch * models
+    return {"images": n, "models": models, "seconds": fit["group_train_seconds"],
+            "images_per_s": n / fit["group_train_seconds"]}
+
+
+def paper_workload() -> dict[str, dict]:
+    """Training images (epochs x training-set size) of the paper grid's CapsNet cells per
+    setting, from the grid itself; training-set sizes from the nominal 6,000 training
+    images per MNIST-family class (exact for Fashion-MNIST and KMNIST, MNIST's vary)."""
+    from .runner import PROFILES
+    out = {"A": {"cells": 0, "train_images": 0}, "B": {"cells": 0, "train_images": 0}}
+    for c in PROFILES["paper"].cells():
+        r = c.resolved()
+        if r.method != "capsnet":
+            continue
+        if r.protocol == "imbalanced":
+            n = 6000 + int(round(r.anomaly_fraction / (1 - r.anomaly_fraction) * 6000))
+            key = "A"
+        else:
+            n, key = 6000 * (r.n_classes - len(r.held_out)), "B"
+        out[key]["cells"] += 1
+        out[key]["train_images"] += r.epochs * n
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m capslib.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per path (default: cpu 2, cuda 50)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: cpu 1, cuda 5)")
+    p.add_argument("--models", type=int, default=None, help="models in the fast path (default: cpu 2, cuda 8)")
+    p.add_argument("--settings", default="A,B", help="A (paper A: K=2, batch 32), B (paper B: K=9, batch 100)")
+    p.add_argument("--out", default="results/bench")
+    for flag in ("tf32", "bf16", "channels-last", "compile", "cuda-graphs"):
+        p.add_argument(f"--{flag}", action="store_true", help="fast path option (see capslib.fast.FastOptions)")
+    a = p.parse_args(argv)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    steps, warmup = a.steps or (50 if cuda else 2), a.warmup if a.warmup is not None else (5 if cuda else 1)
+    models = a.models or (8 if cuda else 2)
+    options = FastOptions(tf32=a.tf32, bf16=a.bf16, channels_last=a.channels_last, compile=a.compile,
+                          cuda_graphs=a.cuda_graphs)
+    name = device_name(device)
+    print(f"device: {name}; torch {torch.__version__}; commit {git_commit()}")
+    peak = {"matmul_fp32_flop_per_s": matmul_flops(device, 8192 if cuda else 2048)}
+    nominal = next((v for k, v in NOMINAL_PEAKS.items() if k in name), None) if cuda else None
+    peak["nominal"] = nominal
+    peak["note"] = ("measured: best of 3 fp32 matmuls (achievable peak); nominal: vendor dense peaks"
+                    if nominal else "no nominal peak known for this device: the measured fp32 matmul is the peak")
+    ref_peak = nominal["tf32" if a.tf32 else "fp32"] if nominal else peak["matmul_fp32_flop_per_s"]
+    print(f"peak: matmul fp32 {peak['matmul_fp32_flop_per_s'] / 1e9:.1f} GFLOP/s"
+          + (f", nominal {nominal}" if nominal else " (no nominal peak for a CPU)"))
+    print(FLOP_FORMULA)
+    work = paper_workload()
+    report = {"device": name, "device_type": device.type, "torch": torch.__version__, "commit": git_commit(),
+              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": torch.get_num_threads(),
+              "load_average_at_start": os.getloadavg(),
+              "steps": steps, "warmup": warmup, "options": options.__dict__, "peak": peak,
+              "flop_formula": FLOP_FORMULA, "settings": {}}
+    for key in a.settings.split(","):
+        s = SETTINGS[key]
+        fpi = training_flops_per_image(s["K"])
+        plain = time_plain(s["K"], s["batch"], s["standardize"], steps, warmup, device)
+        fast = time_fast(s["K"], s["batch"], s["standardize"], steps, warmup, models, device, options)
+        for r in (plain, fast):
+            r["flop_per_s"] = r["images_per_s"] * fpi
+            r["fraction_of_peak"] = r["flop_per_s"] / ref_peak
+        ratio = fast["images_per_s"] / plain["images_per_s"]
+        w = work[key]
+        proj = {"cells": w["cells"], "train_images": w["train_images"],
+                "plain_hours": w["train_images"] / plain["images_per_s"] / 3600,
+                "fast_hours": w["train_images"] / fast["images_per_s"] / 3600}
+        report["settings"][key] = {**s, "macs_per_image": macs_per_image(s["K"]),
+                                   "training_flop_per_image": fpi, "plain": plain, "fast": fast,
+                                   "fast_over_plain": ratio, "paper_grid_projection": proj}
+        print(f"paper {key} (K={s['K']}, batch {s['batch']}): {fpi / 1e9:.3f} GFLOP/training image")
+        for label, r in (("plain, 1 model", plain), (f"fast, {models} models", fast)):
+            print(f"  {label:16s} {r['images_per_s']:9.1f} images/s  {r['seconds']:7.2f} s  "
+                  f"{r['flop_per_s'] / 1e9:9.1f} GFLOP/s  ({100 * r['fraction_of_peak']:.1f}% of peak)")
+        print(f"  fast / plain = {ratio:.2f}x; paper grid, {w['cells']} CapsNet cells, {w['train_images']:,} "
+              f"training images: plain {proj['plain_hours']:.1f} h, fast {proj['fast_hours']:.1f} h "
+              f"(training only; evaluation adds about one forward pass per test and training image)")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
