@@ -154,7 +154,8 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
                                  name="chance", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
         trace_groups.append(None)
     _initial_visibility(fig, groups, trace_groups)
-    fig.update_xaxes(title_text="false positive rate", range=[0, 1])
+    fig.update_xaxes(range=[0, 1])
+    fig.update_xaxes(title_text="false positive rate", col=1)   # one title: several would run together
     fig.update_yaxes(title_text="true positive rate", range=[0, 1.01], col=1)
     _layout(fig, f"ROC curves · {protocol} · {dataset} · seed {_seed(cells, seed)}", [_group_menu(groups, trace_groups)])
     return fig
@@ -360,8 +361,10 @@ def gallery_figure(store: ResultsStore, cell_ids, titles=None) -> go.Figure:
 
 def gallery_cells(df: pd.DataFrame, protocol: str, dataset: str, seed=None, variant=None, fraction=None):
     """(cell ids, titles) of one protocol/dataset/seed, optionally one variant and fraction,
-    in the book's order: the cells whose galleries a page shows."""
+    in the book's order: the cells whose galleries a page shows. Only CapsNet cells store
+    galleries (test images and their reconstructions); other methods are left out."""
     cells = _cells(df, protocol, dataset, seed)
+    cells = cells[cells["method"] == "capsnet"]
     if variant is not None:
         cells = cells[cells["variant"] == variant]
     if fraction is not None:
