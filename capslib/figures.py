@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -31,17 +30,14 @@ VARIANT_ORDER = {"standard": 0, "proposed": 1}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
 
 
-def show(fig: go.Figure, lab: bool | None = None) -> None:
-    """Display a figure as HTML that uses the site's plotly.js (the book loads it once per
-    site; see BOOK-NOTES). In JupyterLab, where no page-wide plotly.js exists, pass
-    ``lab=True`` or set ``CAPSLIB_LAB=1`` to add Plotly's own mime type, which the lab's plotly
-    extension draws (the book builder warns on that mime type, hence not the default)."""
-    from IPython.display import HTML, display
+def show(fig: go.Figure) -> None:
+    """Display a figure in one bundle of two mime types: HTML that uses the site's plotly.js
+    (the book loads it once per site; see BOOK-NOTES), which the static book shows, and
+    Plotly's own mime type, which JupyterLab draws. The book drops the latter through the
+    myst-nb plugin :mod:`capslib.mystnb_plotly`, so it builds without warnings."""
+    from IPython.display import display
     html = fig.to_html(include_plotlyjs=False, full_html=False)
-    if lab if lab is not None else os.environ.get("CAPSLIB_LAB", "") not in ("", "0"):
-        display({"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)
-    else:
-        display(HTML(html))
+    display({"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)
 
 
 def label(score: str) -> str:
