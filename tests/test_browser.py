@@ -131,6 +131,11 @@ def test_every_page_is_offline_and_renders(site, browser):
             bad = [u for u in v.failed if "favicon" not in u]
             if bad:
                 problems.append(f"{path.relative_to(HTML)}: failed requests: {bad[:5]}")
+            try:   # MathJax typesets asynchronously, after the load event: wait for it (or time out)
+                v.page.wait_for_function("""() => !document.querySelector('div.math, span.math')
+                                                  || !!document.querySelector('mjx-container')""", timeout=15000)
+            except Exception:
+                pass   # the check below reports it
             state = v.page.evaluate("""() => {
                 const figs = Array.from(document.querySelectorAll('.plotly-graph-div'));
                 return {
