@@ -7,7 +7,7 @@ method under one protocol. ``resolved()`` fills the paper's hyper-parameters
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 PROTOCOLS = ("imbalanced", "novelty")

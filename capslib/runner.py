@@ -14,7 +14,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 
 from .config import CellSpec, ConfigError
-from .data import DataError, load_dataset
+from .data import load_dataset
 from .methods import method_for
 from .protocols import RunContext
 from .splits import Split, imbalanced_split, novelty_split

@@ -1,5 +1,4 @@
 """The network: exact values on hand-built tensors, routing invariants, parameter count."""
-import math
 
 import pytest
 import torch

@@ -9,7 +9,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from capslib import figures, paper_numbers as pn, report
@@ -154,7 +153,6 @@ def test_distribution_figure_menus_compose(store, df):
     assert all(len(x) == len(fig.data) for x in xs) and xs[0] != xs[1]   # the score menu restyles x only
     assert "visible" not in score_menu.buttons[0].args[0] and "x" not in group_menu.buttons[0].args[0]
     # the threshold line of the first cell sits at that cell's stored AS threshold
-    cid = df[(df["protocol"] == "imbalanced") & (df["seed"] == 0)].sort_values("cell_id")["cell_id"]
     thr_traces = [i for i, t in enumerate(fig.data) if t.name == "threshold"]
     thr_x = [xs[0][i][0] for i in thr_traces if xs[0][i]]
     assert set(np.round(thr_x, 6)) == {0.1}

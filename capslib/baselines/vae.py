@@ -18,7 +18,6 @@ Decisions where paper B is silent:
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
