@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 KERNEL = "python3"
+# seconds one notebook cell may take before its kernel is deemed hung (a cell that trains the
+# missing cells of a small grid takes minutes on a CPU); env CAPSLIB_CELL_TIMEOUT overrides
+CELL_TIMEOUT = int(os.environ.get("CAPSLIB_CELL_TIMEOUT", "1200"))
+RETRY_ON = {"CellTimeoutError", "DeadKernelError", "TimeoutError"}
 class BookError(RuntimeError):
     """The book could not be built; the message says which step and what to do."""
 
@@ -99,8 +103,6 @@ def ensure_kernel() -> None:
 def execute(root: Path, profile: str, results_root: Path, data_root: Optional[str],
             only: Optional[Sequence[str]] = None) -> list[Path]:
     """Execute the notebooks into ``book/<profile>/``; raises BookError naming every failure."""
-    import papermill as pm
-
     notebooks = list_notebooks(root, only)
     overrides = load_overrides(root, profile)
     unknown = set(overrides) - {p.stem for p in list_notebooks(root)}
@@ -123,9 +125,7 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".exec-") as tmp:
             tmp_out = Path(tmp) / nb.name
             try:
-                pm.execute_notebook(str(nb), str(tmp_out), parameters=params, kernel_name=KERNEL,
-                                    cwd=str(nb.parent), progress_bar=False, log_output=False,
-                                    request_save_on_cell_execute=False)
+                run_notebook(nb, tmp_out, params, cwd=nb.parent, name=f"[{i}/{len(notebooks)}] {nb.stem}")
             except Exception as e:  # PapermillExecutionError, a dead kernel, a bad parameter ...
                 dt = time.perf_counter() - t0
                 failed_dir.mkdir(parents=True, exist_ok=True)
@@ -146,13 +146,31 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
     return done
 
 
+def run_notebook(src: Path, dst: Path, params: dict, cwd: Path, name: str = "") -> None:
+    """papermill ``src`` into ``dst`` with a per-cell timeout. A kernel that stops answering
+    (seen once here: client and kernel both idle mid-notebook, cf. nbclient issue 312) gets one
+    more try with a fresh kernel; an error raised by a cell is never retried."""
+    import papermill as pm
+
+    for attempt in (1, 2):
+        try:
+            pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=KERNEL, cwd=str(cwd),
+                                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                                execution_timeout=CELL_TIMEOUT)
+            return
+        except Exception as e:
+            if attempt == 2 or type(e).__name__ not in RETRY_ON:
+                raise
+            log(f"{name or src.stem}: {_describe_failure(e)}; retrying once with a fresh kernel")
+
+
 def _describe_failure(e: Exception) -> str:
     ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
     if ename:
         where = getattr(e, "cell_index", None)
         return (f"cell {where}: " if where is not None else "") + f"{ename}: {evalue}"
-    first = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {first[-1] if first else ''}"
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if any(ch.isalpha() for ch in ln)]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
 
 
 def _check_outputs(path: Path) -> None:

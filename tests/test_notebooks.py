@@ -13,6 +13,7 @@ import nbformat
 import pytest
 
 pm = pytest.importorskip("papermill")
+from capslib.book import run_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -48,8 +49,7 @@ def test_notebook_runs(path, results_root, tmp_path):
     params["results_root"] = str(results_root)
     out = tmp_path / path.name
     t0 = time.perf_counter()
-    pm.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3", cwd=str(tmp_path),
-                        progress_bar=False)
+    run_notebook(path, out, params, cwd=tmp_path)     # papermill, per-cell timeout, never allow_errors
     print(f"{path.stem}: {time.perf_counter() - t0:.1f} s")
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
