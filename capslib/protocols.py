@@ -14,7 +14,7 @@ import torch
 from .capsnet import CapsNet, CapsNetConfig
 from .config import CellSpec
 from .data import Dataset, norb_crop
-from .scores import logistic_threshold, orient
+from .scores import ANOMALY, length_difference, logistic_threshold, orient, pp_score
 from .splits import Split
 from .train import TrainSettings, evaluate_capsnet, set_seed, train_capsnet
 
@@ -120,9 +120,10 @@ def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNe
     te = evaluate_capsnet(model, x_te, True, decoder_capsule, keep_reconstructions=gal)
 
     def measures(o):
-        ld = o["lengths"][:, 1] - o["lengths"][:, 0]
-        return {"length_difference": ld, "r_l": o["r_l"], "anomaly_score": ld + o["r_l"],
-                "pp": -o["lengths"].max(1), "re": o["nse"], "routing_gini": o["gini"][:, 1]}
+        lengths = torch.from_numpy(o["lengths"])
+        ld = length_difference(lengths).numpy()
+        return {"length_difference": ld, "r_l": o["r_l"], "anomaly_score": ld + o["r_l"],   # AS, eq. 1
+                "pp": pp_score(lengths).numpy(), "re": o["nse"], "routing_gini": o["gini"][:, ANOMALY]}
 
     train_s, test_s = measures(tr), measures(te)
     # the Gini's orientation is not given by its definition: fit it on the training labels
@@ -158,7 +159,7 @@ def novelty_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNet, 
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
     te = evaluate_capsnet(model, x_te, False, None, keep_reconstructions=gal, transform=transform)
-    scores = {"pp": -te["lengths"].max(1), "re": te["nse"]}
+    scores = {"pp": pp_score(torch.from_numpy(te["lengths"])).numpy(), "re": te["nse"]}
     shown = x_te[gal] if transform is None else transform(x_te[gal], None)
     normal_test = split.test_labels == 0
     return CellResult(
