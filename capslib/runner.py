@@ -198,10 +198,5 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
 
 
 def _n_train(r: CellSpec, data_root) -> int:
-    """Training-set size of a cell, for the progress bar (0 when unknown)."""
-    data = load_dataset(r.dataset, data_root)
-    y = data.y_train
-    if r.protocol == "imbalanced":
-        n_norm = int((y == r.normal_class).sum())
-        return n_norm + int(round(r.anomaly_fraction / (1 - r.anomaly_fraction) * n_norm))
-    return int((~torch.isin(y, torch.tensor(r.held_out))).sum())
+    """Training-set size of a cell, for the progress bar."""
+    return len(split_for(r, load_dataset(r.dataset, data_root)).train_idx)

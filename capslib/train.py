@@ -52,6 +52,38 @@ def model_input(x: torch.Tensor, standardize: bool) -> torch.Tensor:
     return (x - MNIST_MEAN) / MNIST_STD if standardize else x
 
 
+def adam_steps(model: torch.nn.Module, batch_loss: Callable[[torch.Tensor], torch.Tensor], n: int,
+               epochs: int, batch_size: int, lr: float, lr_decay: float, generator: torch.Generator,
+               device: torch.device, *, weight_decay: float = 0.0,
+               progress: Optional[Callable[[dict], None]] = None, name: str = "") -> dict:
+    """The one training loop of the plain path (CapsNets and baselines): minibatch Adam over
+    ``n`` training images, a fresh permutation from ``generator`` every epoch, the learning
+    rate ×``lr_decay`` every DECAY_EVERY steps. ``batch_loss(idx)`` returns the scalar loss
+    of the images ``idx``. A non-finite loss stops training with :class:`NonFiniteLoss`.
+    Returns {'train_seconds', 'final_loss'}; the clock runs device-synchronized."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, DECAY_EVERY, gamma=lr_decay)
+    model.train()
+    synchronize(device)
+    t0 = time.perf_counter()
+    loss = torch.tensor(float("nan"))
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            loss = batch_loss(idx)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"{name}: loss is {loss.item()} at epoch {epoch + 1}, step {start // batch_size}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if progress is not None:
+                progress({"epoch": epoch + 1, "loss": loss.item(), "images": len(idx)})
+    synchronize(device)
+    return {"train_seconds": time.perf_counter() - t0, "final_loss": float(loss.item())}
+
+
 def train_capsnet(model: CapsNet, images: torch.Tensor, targets: torch.Tensor, settings: TrainSettings,
                   generator: torch.Generator, decoder_mask: Optional[torch.Tensor] = None,
                   recon_mask: Optional[torch.Tensor] = None, progress: Optional[Callable[[dict], None]] = None,
@@ -63,36 +95,21 @@ def train_capsnet(model: CapsNet, images: torch.Tensor, targets: torch.Tensor, s
     recon_mask (N,) 0/1, images that count in the reconstruction loss (default: all).
     """
     device = next(model.parameters()).device
-    decoder_mask = targets if decoder_mask is None else decoder_mask
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, DECAY_EVERY, gamma=settings.lr_decay)
-    n = len(images)
-    model.train()
-    synchronize(device)
-    t0 = time.perf_counter()
-    loss_value = float("nan")
-    for epoch in range(settings.epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, settings.batch_size):
-            idx = order[start:start + settings.batch_size]
-            x = images[idx.to(images.device)].to(device, non_blocking=True)
-            if settings.transform is not None:
-                x = settings.transform(x, generator)
-            i = idx.to(device)
-            out = model(model_input(x, settings.standardize), mask=decoder_mask.to(device)[i])
-            rmask = None if recon_mask is None else recon_mask.to(device)[i]
-            loss = margin_loss(out.lengths, targets.to(device)[i]) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"{name}: loss is {loss.item()} at epoch {epoch + 1}, step {start // settings.batch_size}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_value = loss.item() if progress is not None else loss_value
-            if progress is not None:
-                progress({"epoch": epoch + 1, "loss": loss_value, "images": len(idx)})
-    synchronize(device)
-    return {"train_seconds": time.perf_counter() - t0, "final_loss": float(loss.item())}
+    targets = targets.to(device)
+    decoder_mask = targets if decoder_mask is None else decoder_mask.to(device)
+    recon_mask = None if recon_mask is None else recon_mask.to(device)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = images[idx.to(images.device)].to(device, non_blocking=True)
+        if settings.transform is not None:
+            x = settings.transform(x, generator)
+        i = idx.to(device)
+        out = model(model_input(x, settings.standardize), mask=decoder_mask[i])
+        rmask = None if recon_mask is None else recon_mask[i]
+        return margin_loss(out.lengths, targets[i]) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask)
+
+    return adam_steps(model, batch_loss, len(images), settings.epochs, settings.batch_size, settings.lr,
+                      settings.lr_decay, generator, device, progress=progress, name=name)
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@ a cell's id (which names its epochs) always says what was trained.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from ..config import CellSpec
 from ..data import Dataset
 from ..protocols import input_transform
-from ..train import DECAY_EVERY, NonFiniteLoss, model_input, synchronize
+from ..train import adam_steps, model_input
 
 
 def input_shape(data: Dataset) -> tuple[int, int, int]:
@@ -42,32 +41,15 @@ def fit(model: torch.nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], 
     from the first step to the last, device synchronized.
     """
     transform = input_transform(data) if data is not None else None
-    opt = torch.optim.Adam(model.parameters(), lr=r.lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, DECAY_EVERY, gamma=r.lr_decay)
-    n = len(images)
-    model.train()
-    synchronize(device)
-    t0 = time.perf_counter()
-    loss = torch.tensor(float("nan"))
-    for epoch in range(r.epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, r.batch_size):
-            idx = order[start:start + r.batch_size]
-            x = images[idx.to(images.device)].to(device, non_blocking=True)
-            if transform is not None:
-                x = transform(x, generator)
-            loss = loss_fn(model_input(x, standardize), targets[idx.to(targets.device)].to(device))
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"{name}: loss is {loss.item()} at epoch {epoch + 1}, "
-                                    f"step {start // r.batch_size}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if progress is not None:
-                progress({"epoch": epoch + 1, "loss": loss.item(), "images": len(idx)})
-    synchronize(device)
-    return {"train_seconds": time.perf_counter() - t0, "final_loss": float(loss.item())}
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = images[idx.to(images.device)].to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x, generator)
+        return loss_fn(model_input(x, standardize), targets[idx.to(targets.device)].to(device))
+
+    return adam_steps(model, batch_loss, len(images), r.epochs, r.batch_size, r.lr, r.lr_decay, generator,
+                      device, weight_decay=weight_decay, progress=progress, name=name)
 
 
 @torch.no_grad()
