@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .capsnet import CapsNet, dynamic_routing, squash
-from .losses import LAMBDA, M_MINUS, M_PLUS, RECONSTRUCTION_WEIGHT
+from .losses import RECONSTRUCTION_WEIGHT, margin_terms
 from .train import DECAY_EVERY, MNIST_MEAN, MNIST_STD, NonFiniteLoss, synchronize
 
 # parameter name in CapsNet -> name of the stacked tensor
@@ -125,8 +125,7 @@ def stacked_losses(lengths: torch.Tensor, recon: torch.Tensor, target: torch.Ten
     lengths (M, B, K); recon, target (M, B, C, H, W) in [0, 1]; classes (M, B); recon_mask,
     valid (M, B) 0/1. The means run over each model's valid samples only (its real batch).
     """
-    t = F.one_hot(classes, lengths.shape[-1]).to(lengths.dtype)                        # (M, B, K)
-    margin = (t * F.relu(M_PLUS - lengths) ** 2 + LAMBDA * (1 - t) * F.relu(lengths - M_MINUS) ** 2).sum(-1)
+    margin = margin_terms(lengths, classes)                                             # (M, B)
     sq = ((recon - target) ** 2).flatten(2).sum(-1) * recon_mask                        # (M, B)
     n = valid.sum(1).clamp_min(1.0)                                                     # (M,)
     return (margin * valid).sum(1) / n + RECONSTRUCTION_WEIGHT * (sq * valid).sum(1) / n

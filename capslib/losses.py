@@ -10,16 +10,23 @@ M_PLUS, M_MINUS, LAMBDA = 0.9, 0.1, 0.5
 RECONSTRUCTION_WEIGHT = 0.0005
 
 
+def margin_terms(lengths: torch.Tensor, targets: torch.Tensor,
+                 m_plus: float = M_PLUS, m_minus: float = M_MINUS, lam: float = LAMBDA) -> torch.Tensor:
+    """Sabour et al. eq. 4 per image, summed over the classes: lengths (..., K), targets (...)
+    class indices → (...)."""
+    t = F.one_hot(targets, lengths.shape[-1]).to(lengths.dtype)          # (..., K)
+    present = t * F.relu(m_plus - lengths) ** 2
+    absent = lam * (1.0 - t) * F.relu(lengths - m_minus) ** 2
+    return (present + absent).sum(dim=-1)
+
+
 def margin_loss(lengths: torch.Tensor, targets: torch.Tensor,
                 m_plus: float = M_PLUS, m_minus: float = M_MINUS, lam: float = LAMBDA) -> torch.Tensor:
     """Margin loss, Sabour et al. eq. 4; summed over the K classes, averaged over the batch.
 
     lengths: (B, K) capsule lengths; targets: (B,) class indices.
     """
-    t = F.one_hot(targets, lengths.shape[1]).to(lengths.dtype)           # (B, K)
-    present = t * F.relu(m_plus - lengths) ** 2
-    absent = lam * (1.0 - t) * F.relu(lengths - m_minus) ** 2
-    return (present + absent).sum(dim=1).mean()
+    return margin_terms(lengths, targets, m_plus, m_minus, lam).mean()
 
 
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor,
