@@ -117,7 +117,7 @@ def paper_workload() -> dict[str, dict]:
             n = 6000 + int(round(r.anomaly_fraction / (1 - r.anomaly_fraction) * 6000))
             key = "A"
         else:
-            n, key = 6000 * (r.n_classes - len(r.held_out)), "B"
+            n, key = 6000 * r.n_normal_classes, "B"
         out[key]["cells"] += 1
         out[key]["train_images"] += r.epochs * n
     return out

@@ -89,6 +89,11 @@ class CellSpec:
     def n_classes(self) -> int:
         return N_CLASSES[self.dataset]
 
+    @property
+    def n_normal_classes(self) -> int:
+        """Protocol novelty: the classes a network learns (all but the held-out ones)."""
+        return self.n_classes - len(self.held_out)
+
     def resolved(self) -> "CellSpec":
         """The spec with the paper's training settings wherever a field is None."""
         paper = PAPER_A_TRAINING if self.protocol == "imbalanced" else PAPER_B_TRAINING.get(self.dataset, PAPER_B_DEFAULT)

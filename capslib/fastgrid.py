@@ -29,7 +29,7 @@ def group_key(spec: CellSpec) -> tuple:
     (standard / proposed) is *not* in it: it only changes per-sample masks, which each
     model carries; training-set sizes may differ too (ragged epochs are handled)."""
     r = spec.resolved()
-    k = 2 if r.protocol == "imbalanced" else r.n_classes - len(r.held_out)
+    k = 2 if r.protocol == "imbalanced" else r.n_normal_classes
     return (r.protocol, r.dataset, k, r.batch_size, r.epochs, r.lr, r.lr_decay)
 
 

@@ -89,7 +89,7 @@ def capsnet_job(spec: CellSpec, data: Dataset, split: Split, device) -> CapsNetJ
                           decoder_mask=torch.zeros_like(y_tr) if proposed else y_tr,  # proposed: always from z_n
                           recon_mask=(y_tr == 0).float() if proposed else None,       # proposed: normal images only
                           name=spec.cell_id)
-    k = data.n_classes - len(r.held_out)
+    k = r.n_normal_classes
     model = capsnet_for(data, k).to(device)
     settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, transform=input_transform(data))
     return CapsNetJob(model, split.train_idx, y_tr, settings, g, name=spec.cell_id)
@@ -154,7 +154,7 @@ def run_novelty_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunCon
 def novelty_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNet, fit: dict) -> CellResult:
     """Paper B's scores and arrays from a trained model (``fit``: train_capsnet's dict)."""
     r = spec.resolved()
-    k = data.n_classes - len(r.held_out)
+    k = r.n_normal_classes
     transform = input_transform(data)
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)

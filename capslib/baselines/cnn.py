@@ -71,7 +71,7 @@ def msp_score(probs: np.ndarray) -> np.ndarray:
 def run_novelty_msp(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
     """Protocol *novelty*: a CNN classifier of the normal classes; score −MSP."""
     r = spec.resolved()
-    k = data.n_classes - len(r.held_out)
+    k = r.n_normal_classes
     x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
     model, rec = train_classifier(r, data, x_tr, y_tr, k, ctx, standardize=False)
     probs = softmax_probs(model, as_seen(data, data.x_test[split.test_idx]), ctx.device, False)

@@ -70,7 +70,7 @@ def run_novelty_ocsvm(spec: CellSpec, data: Dataset, split: Split, ctx: RunConte
     from sklearn.svm import OneClassSVM
 
     r = spec.resolved()
-    k = data.n_classes - len(r.held_out)
+    k = r.n_normal_classes
     x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
     model, rec = train_classifier(r, data, x_tr, y_tr, k, ctx, standardize=False)
     t0 = time.perf_counter()
