@@ -19,10 +19,10 @@ batched matmuls. Each model keeps
   learning-rate schedule and update mask (:class:`StackedAdam`; tests/test_fast.py checks it
   against ``torch.optim.Adam``).
 
-Evaluation and scoring reuse :func:`capslib.protocols.imbalanced_result` /
-``novelty_result`` on each model unstacked, so a cell's CellResult has the same scores,
-thresholds and arrays as the plain path's. The grid side (grouping, writing cells) is
-:mod:`capslib.fastgrid`.
+Evaluation runs the trained group stacked too (:mod:`capslib.fasteval`), and the plain
+path's :func:`capslib.protocols.cell_result` turns each model's outputs into its cell, so
+a cell's CellResult has the same scores, thresholds and arrays as the plain path's. The
+grid side (grouping, writing cells) is :mod:`capslib.fastgrid`.
 """
 from __future__ import annotations
 
@@ -86,10 +86,11 @@ class StackedCapsNet(nn.Module):
     def _autocast(self, device: torch.device):
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (M, B, C, H, W) network inputs; mask (M, B) the capsule the decoder keeps.
-        Returns lengths (M, B, K) and reconstructions (M, B, C, H, W) in the parameters'
-        dtype (fp32 also under bf16 autocast)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (M, B, C, H, W) network inputs; mask (M, B) the capsule the decoder keeps, a
+        negative entry keeping the longest one (test time). Returns lengths (M, B, K),
+        reconstructions (M, B, C, H, W) and routing couplings (M, B, 1152, K), in the
+        parameters' dtype (fp32 also under bf16 autocast)."""
         cfg, M = self.config, self.M
         _, B, C, H, W = x.shape
         K, T, D = cfg.n_classes, cfg.primary_types, cfg.primary_dim
@@ -105,9 +106,10 @@ class StackedCapsNet(nn.Module):
         u = squash(u)                                                                  # (M, B, 1152, 8)
         u_hat = torch.einsum("mnkdi,mbni->mbnkd", self.W, u)                          # (M, B, 1152, K, 16)
         N = u_hat.shape[2]
-        v, _ = dynamic_routing(u_hat.reshape(M * B, N, K, cfg.class_dim), cfg.routing_iters)
+        v, c = dynamic_routing(u_hat.reshape(M * B, N, K, cfg.class_dim), cfg.routing_iters)
         v = v.view(M, B, K, cfg.class_dim)                                             # (M, B, K, 16)
         lengths = v.norm(dim=-1)                                                       # (M, B, K)
+        mask = torch.where(mask < 0, lengths.argmax(-1), mask)                         # (M, B)
         keep = F.one_hot(mask, K).to(v.dtype)                                          # (M, B, K)
         z = (v * keep.unsqueeze(-1)).flatten(2)                                        # (M, B, K*16)
         with self._autocast(x.device):
@@ -115,7 +117,7 @@ class StackedCapsNet(nn.Module):
             z = F.relu(torch.baddbmm(self.dec1_b.unsqueeze(1), z, self.dec1_w.transpose(1, 2)))   # (M, B, 1024)
             z = torch.baddbmm(self.dec2_b.unsqueeze(1), z, self.dec2_w.transpose(1, 2))           # (M, B, C*H*W)
         recon = torch.sigmoid(z.to(self.W.dtype)).view(M, B, C, H, W)
-        return lengths, recon
+        return lengths, recon, c.view(M, B, N, K)
 
 
 def stacked_losses(lengths: torch.Tensor, recon: torch.Tensor, target: torch.Tensor, classes: torch.Tensor,
@@ -192,7 +194,7 @@ def crop_batch(x: torch.Tensor, offs: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _tf32(on: bool):
+def tf32_enabled(on: bool):
     if not (on and torch.cuda.is_available()):
         yield
         return
@@ -241,7 +243,7 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
         if offs is not None:
             x = crop_batch(x, offs, crop)
         inp = (x - MNIST_MEAN) / MNIST_STD if standardize else x
-        lengths, recon = net(inp, dmask.gather(1, li))
+        lengths, recon, _ = net(inp, dmask.gather(1, li))
         return stacked_losses(lengths, recon, x, cls.gather(1, li), rmask.gather(1, li), live)
 
     if options.compile or options.cuda_graphs:
@@ -252,7 +254,7 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
     total = max(steps)
     synchronize(device)
     t0 = time.perf_counter()
-    with _tf32(options.tf32):
+    with tf32_enabled(options.tf32):
         for c0 in range(0, total, options.chunk_steps):
             T = min(options.chunk_steps, total - c0)
             li = torch.zeros(T, M, B, dtype=torch.long)

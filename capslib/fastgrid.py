@@ -1,6 +1,7 @@
 """The grid side of the fast path: group the missing CapsNet cells of a grid by shape,
-train each group with :func:`capslib.fast.train_stacked`, score every model with the
-plain path's code and write each finished cell to the store as ``run_cell`` does.
+train each group with :func:`capslib.fast.train_stacked`, evaluate it stacked
+(:func:`capslib.fasteval.evaluate_stacked`), score every model with the plain path's code
+and write each finished cell to the store as ``run_cell`` does.
 
 Called by :func:`capslib.runner.run_grid` when ``fast`` is on (the default on CUDA).
 """
@@ -15,8 +16,9 @@ import torch
 
 from .config import CellSpec, ConfigError
 from .data import Dataset, load_dataset
-from .fast import FastOptions, train_stacked
-from .protocols import CellResult, capsnet_job, imbalanced_result, novelty_result
+from .fast import FastOptions, StackedCapsNet, train_stacked
+from .fasteval import evaluate_stacked
+from .protocols import CellResult, capsnet_job, cell_result, evaluation_requests
 from .splits import Split
 from .train import NonFiniteLoss
 
@@ -52,27 +54,36 @@ def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split
     size = jobs[0].model.config.image_size
     crop = size if size != data.image_shape[-1] else None     # smallNORB: 48x48 stored, 32x32 crops
     fits = train_stacked(jobs, data.x_train, device, options, crop=crop, progress=progress)
+    net = StackedCapsNet([j.model for j in jobs]).to(device)               # the trained weights, stacked
+    net.bf16, net.channels_last = options.bf16, options.channels_last
+    requests = [evaluation_requests(s, data, sp) for s, sp in zip(specs, splits)]
+    outputs: list[dict] = [{} for _ in specs]
+    t0 = time.perf_counter()
+    for name in requests[0]:                                                # paper A: train, test; B: test
+        for m, o in enumerate(evaluate_stacked(net, [q[name] for q in requests])):
+            outputs[m][name] = o
+    eval_seconds = time.perf_counter() - t0
     out: list = []
-    for spec, split, job, fit in zip(specs, splits, jobs, fits):
+    for spec, split, fit, outs in zip(specs, splits, fits, outputs):
         if isinstance(fit, Exception):
             out.append(fit)
             continue
-        result_fn = imbalanced_result if spec.resolved().protocol == "imbalanced" else novelty_result
-        res: CellResult = result_fn(spec, data, split, job.model.to(device), fit)
+        res: CellResult = cell_result(spec, data, split, outs, fit)
         res.info["fast_path"] = {"group_size": fit["group_size"],
                                  "group_train_seconds": round(fit["group_train_seconds"], 3),
+                                 "group_eval_seconds": round(eval_seconds, 3),
                                  "group": [s.cell_id for s in specs]}
         out.append(res)
-        job.model.to("cpu")
     return out
 
 
 def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device, report: dict,
                group_size: int = DEFAULT_GROUP_SIZE, options: Optional[FastOptions] = None,
-               show_progress: bool = True, out=sys.stderr) -> list[CellSpec]:
+               show_progress: bool = True, out=sys.stderr, budget=None) -> list[CellSpec]:
     """Run the CapsNet cells among ``cells`` through the fast path, writing each one as
-    it is scored and adding it to ``report`` ('ran' / 'failed'); returns the other cells
-    (the baselines), which the caller runs on the plain path."""
+    it is scored and adding it to ``report`` ('ran' / 'failed' / 'deferred' when the
+    runner's ``budget`` allows no further group); returns the other cells (the
+    baselines), which the caller runs on the plain path."""
     from tqdm.auto import tqdm
     from .runner import split_for, write_result
 
@@ -80,6 +91,9 @@ def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device
     mine = [c for c in cells if c.resolved().method == "capsnet"]
     rest = [c for c in cells if c.resolved().method != "capsnet"]
     for group in plan_groups(mine, group_size):
+        if budget is not None and not budget.allows_another():
+            report["deferred"].extend(s.cell_id for s in group)
+            continue
         r0 = group[0].resolved()
         data = load_dataset(r0.dataset, data_root)
         splits = [split_for(s.resolved(), data) for s in group]
@@ -95,6 +109,8 @@ def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device
         finally:
             bar.close()
         group_wall = time.perf_counter() - t0
+        if budget is not None:
+            budget.record(group_wall)
         for spec, split, res in zip(group, splits, results):
             if isinstance(res, NonFiniteLoss):
                 report["failed"][spec.cell_id] = str(res)

@@ -102,22 +102,57 @@ def train_job(job: CapsNetJob, data: Dataset, progress=None) -> dict:
                          name=job.name)
 
 
+@dataclass(frozen=True)
+class EvalRequest:
+    """One evaluation pass of a trained CapsNet over a set of images: the arguments of
+    :func:`capslib.train.evaluate_capsnet` (plain path) or, one per model, of
+    :func:`capslib.fasteval.evaluate_stacked` (fast path)."""
+    images: torch.Tensor                              # (N, C, H, W) in [0, 1]
+    standardize: bool
+    decoder_capsule: Optional[int] = None             # None: the longest capsule
+    keep_reconstructions: Optional[np.ndarray] = None
+    transform: Optional[Callable] = None
+
+
+def evaluation_requests(spec: CellSpec, data: Dataset, split: Split) -> dict[str, EvalRequest]:
+    """What a cell evaluates after training: paper A the training set (for the logistic
+    thresholds) and the test set; paper B the test set."""
+    r = spec.resolved()
+    gal = gallery_positions(split.test_labels)
+    x_te = data.x_test[split.test_idx]
+    if r.protocol == "imbalanced":
+        decoder_capsule = 0 if r.variant == "proposed" else None   # proposed: always from z_n
+        return {"train": EvalRequest(data.x_train[split.train_idx], True, decoder_capsule),
+                "test": EvalRequest(x_te, True, decoder_capsule, keep_reconstructions=gal)}
+    return {"test": EvalRequest(x_te, False, None, keep_reconstructions=gal, transform=input_transform(data))}
+
+
+def evaluate_requests(model: CapsNet, requests: dict[str, EvalRequest]) -> dict[str, dict]:
+    """The plain path's evaluation: each request through ``evaluate_capsnet``."""
+    return {name: evaluate_capsnet(model, q.images, q.standardize, q.decoder_capsule,
+                                   keep_reconstructions=q.keep_reconstructions, transform=q.transform)
+            for name, q in requests.items()}
+
+
+def cell_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
+    """A CapsNet cell's CellResult from its evaluation ``outputs`` (one dict per request of
+    :func:`evaluation_requests`) and ``fit`` (train_capsnet's dict)."""
+    result_fn = imbalanced_result if spec.resolved().protocol == "imbalanced" else novelty_result
+    return result_fn(spec, data, split, outputs, fit)
+
+
 def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
     """Paper A: a two-capsule CapsNet (z_n = capsule 0, z_a = capsule 1), *standard* or *proposed*."""
     job = capsnet_job(spec, data, split, ctx.device)
-    return imbalanced_result(spec, data, split, job.model, train_job(job, data, ctx.progress))
+    fit = train_job(job, data, ctx.progress)
+    return imbalanced_result(spec, data, split, evaluate_requests(job.model, evaluation_requests(spec, data, split)), fit)
 
 
-def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNet, fit: dict) -> CellResult:
-    """Paper A's scores, thresholds and arrays from a trained model (``fit``: train_capsnet's dict)."""
-    r = spec.resolved()
-    proposed = r.variant == "proposed"
-    x_tr = data.x_train[split.train_idx]
-    decoder_capsule = 0 if proposed else None
+def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
+    """Paper A's scores, thresholds and arrays from the evaluation ``outputs`` of a trained model."""
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
-    tr = evaluate_capsnet(model, x_tr, True, decoder_capsule)
-    te = evaluate_capsnet(model, x_te, True, decoder_capsule, keep_reconstructions=gal)
+    tr, te = outputs["train"], outputs["test"]
 
     def measures(o):
         lengths = torch.from_numpy(o["lengths"])
@@ -148,17 +183,18 @@ def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNe
 def run_novelty_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
     """Paper B: a CapsNet classifier of the normal classes; scores −PP and −RE."""
     job = capsnet_job(spec, data, split, ctx.device)
-    return novelty_result(spec, data, split, job.model, train_job(job, data, ctx.progress))
+    fit = train_job(job, data, ctx.progress)
+    return novelty_result(spec, data, split, evaluate_requests(job.model, evaluation_requests(spec, data, split)), fit)
 
 
-def novelty_result(spec: CellSpec, data: Dataset, split: Split, model: CapsNet, fit: dict) -> CellResult:
-    """Paper B's scores and arrays from a trained model (``fit``: train_capsnet's dict)."""
+def novelty_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
+    """Paper B's scores and arrays from the evaluation ``outputs`` of a trained model."""
     r = spec.resolved()
     k = r.n_normal_classes
     transform = input_transform(data)
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
-    te = evaluate_capsnet(model, x_te, False, None, keep_reconstructions=gal, transform=transform)
+    te = outputs["test"]
     scores = {"pp": pp_score(torch.from_numpy(te["lengths"])).numpy(), "re": te["nse"]}
     shown = x_te[gal] if transform is None else transform(x_te[gal], None)
     normal_test = split.test_labels == 0

@@ -118,7 +118,7 @@ def evaluate_capsnet(model: CapsNet, images: torch.Tensor, standardize: bool, de
                      transform: Optional[Callable] = None) -> dict[str, np.ndarray]:
     """Forward every image; returns per-image arrays: capsule ``lengths`` (N, K), ``r_l``
     (MSE), ``nse`` (−RE), ``gini`` (N, K) of the routing couplings into each capsule, and
-    the ``reconstructions`` of the images listed in ``keep_reconstructions``.
+    the ``reconstructions`` of the images listed in ``keep_reconstructions``, in that order.
 
     decoder_capsule: the capsule the decoder keeps for every image (paper A proposed: 0,
     z_n); None keeps the longest one.
@@ -126,8 +126,8 @@ def evaluate_capsnet(model: CapsNet, images: torch.Tensor, standardize: bool, de
     device = next(model.parameters()).device
     model.eval()
     out: dict[str, list] = {"lengths": [], "r_l": [], "nse": [], "gini": []}
-    recon = []
-    keep = set() if keep_reconstructions is None else set(int(k) for k in keep_reconstructions)
+    keep = [] if keep_reconstructions is None else [int(k) for k in keep_reconstructions]
+    wanted, recon = set(keep), {}
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
         if transform is not None:
@@ -139,10 +139,10 @@ def evaluate_capsnet(model: CapsNet, images: torch.Tensor, standardize: bool, de
         out["nse"].append(re_score(x, o.reconstruction).float().cpu())
         out["gini"].append(torch.stack([routing_gini(o.couplings, k) for k in range(o.lengths.shape[1])], 1).float().cpu())
         for j in range(len(x)):
-            if start + j in keep:
-                recon.append(o.reconstruction[j].float().cpu())
+            if start + j in wanted:
+                recon[start + j] = o.reconstruction[j].float().cpu()
     res = {k: torch.cat(v).numpy() for k, v in out.items()}
-    if recon:
-        res["reconstructions"] = torch.stack(recon).numpy()
+    if keep:
+        res["reconstructions"] = torch.stack([recon[k] for k in keep]).numpy()   # in the order asked
     model.train()
     return res

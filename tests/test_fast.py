@@ -1,5 +1,6 @@
 """The fast path (capslib.fast, capslib.fastgrid) against the plain path: same losses and
-gradients, Adam on stacked tensors = independent Adams, same training, same cells."""
+gradients, Adam on stacked tensors = independent Adams, same training, same evaluation,
+same cells."""
 import numpy as np
 import pytest
 import torch
@@ -7,15 +8,17 @@ import torch
 from capslib.capsnet import CapsNet, CapsNetConfig
 from capslib.config import CellSpec
 from capslib.data import Dataset, norb_crop
-from capslib.fast import (PARAM_NAMES, StackedAdam, StackedCapsNet, crop_batch, model_batches,
+from capslib.fast import (PARAM_NAMES, FastOptions, StackedAdam, StackedCapsNet, crop_batch, model_batches,
                           stacked_losses, train_stacked)
+from capslib.fasteval import evaluate_stacked
 from capslib.fastgrid import plan_groups, train_group
 from capslib.losses import margin_loss, reconstruction_loss
-from capslib.protocols import CapsNetJob, RunContext, run_imbalanced_capsnet, run_novelty_capsnet
+from capslib.protocols import (CapsNetJob, EvalRequest, RunContext, run_imbalanced_capsnet,
+                               run_novelty_capsnet)
 from capslib.runner import run_grid, split_for
 from capslib.splits import Split
 from capslib.store import ResultsStore
-from capslib.train import TrainSettings, train_capsnet
+from capslib.train import TrainSettings, evaluate_capsnet, train_capsnet
 
 
 def _plain_grads(model, x, y, rmask):
@@ -37,7 +40,7 @@ def test_losses_and_gradients_match_plain(K, B):
     rmask = (torch.rand(M, B) > 0.3).float()
     valid = torch.ones(M, B)
     valid[2, B - 1] = 0                                 # model 2's batch is one image short (ragged epoch)
-    losses = stacked_losses(*net(x, y), x, y, rmask, valid)
+    losses = stacked_losses(*net(x, y)[:2], x, y, rmask, valid)
     losses.sum().backward()
     for m, model in enumerate(models):
         n = int(valid[m].sum())
@@ -87,6 +90,30 @@ def test_batches_follow_plain_order_and_crop_matches_norb_crop():
             assert torch.equal(idx, order[start:start + 4])
             want = norb_crop(x[idx], 32, g2)
             assert torch.equal(crop_batch(x[idx].unsqueeze(0), offs.unsqueeze(0), 32)[0], want)
+
+
+@pytest.mark.parametrize("K", [2, 9])
+def test_stacked_evaluation_matches_evaluate_capsnet(digits, K):
+    """Ragged image sets (several chunks, padding), the longest capsule or a fixed one per
+    model, and gallery positions asked out of order: per model, evaluate_capsnet's dict."""
+    torch.manual_seed(K)
+    models = [CapsNet(CapsNetConfig(n_classes=K)).double() for _ in range(3)]
+    x = digits.x_test[:23].double()
+    sets = [x[:23], x[3:8], x[10:21]]
+    decoders = [None, 0, K - 1]
+    keeps = [np.array([20, 1, 7]), None, np.array([9, 0])]
+    reqs = [EvalRequest(s, True, d, keep_reconstructions=k) for s, d, k in zip(sets, decoders, keeps)]
+    outs = evaluate_stacked(StackedCapsNet(models), reqs, batch_size=4)
+    for model, q, out in zip(models, reqs, outs):
+        ref = evaluate_capsnet(model, q.images, True, q.decoder_capsule, batch_size=6,
+                               keep_reconstructions=q.keep_reconstructions)
+        assert out.keys() == ref.keys()
+        for k, v in ref.items():
+            assert out[k].shape == v.shape, k
+            np.testing.assert_allclose(out[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
+    # the reconstructions come in the order asked: position 20 first
+    only20 = evaluate_capsnet(models[0], sets[0], True, keep_reconstructions=np.array([20]))["reconstructions"]
+    np.testing.assert_allclose(outs[0]["reconstructions"][:1], only20, rtol=1e-9, atol=1e-12)
 
 
 def _tiny_job(seed, n, x, y, recon_mask, epochs=2, batch=2):
@@ -146,6 +173,10 @@ def test_group_results_match_plain_cells(digits, protocol):
         assert res.arrays.keys() == ref.arrays.keys()
         for k, v in ref.arrays.items():
             assert res.arrays[k].shape == v.shape and res.arrays[k].dtype == v.dtype, k
+            if v.dtype == np.uint8:                                # images: rounding may flip a level
+                assert np.abs(res.arrays[k].astype(int) - v.astype(int)).max() <= 1, k
+            else:
+                np.testing.assert_allclose(res.arrays[k], v, rtol=1e-3, atol=1e-4, err_msg=k)
 
 
 def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, monkeypatch):
@@ -177,3 +208,23 @@ def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, monkeypatch):
     assert (stores[True].cell_dir(cells[0]) / "cell.json").exists()
     rerun = run_grid(cells, stores[True], device="cpu", show_progress=False, fast=True)
     assert rerun["ran"] == [] and len(rerun["skipped"]) == 2
+
+
+@pytest.mark.parametrize("options,rel", [(FastOptions(bf16=True, channels_last=True), 2e-2),
+                                         (FastOptions(compile=True), 1e-5)])
+def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel):
+    """The GPU switches (bf16 autocast, channels-last, torch.compile) run through the same
+    code on a CPU: the final losses of two short trainings stay those of plain fp32 (bf16
+    to its ~3 significant digits)."""
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def jobs():
+        return [CapsNetJob(CapsNet(CapsNetConfig(n_classes=2)).requires_grad_(), np.arange(64),
+                           torch.arange(64) % 2, TrainSettings(1, 16, standardize=True),
+                           torch.Generator().manual_seed(m)) for m in range(2)]
+    torch.manual_seed(0)
+    ref = train_stacked(jobs(), x, torch.device("cpu"))
+    torch.manual_seed(0)
+    got = train_stacked(jobs(), x, torch.device("cpu"), options)
+    for a, b in zip(got, ref):
+        assert np.isfinite(a["final_loss"]) and a["final_loss"] == pytest.approx(b["final_loss"], rel=rel)
