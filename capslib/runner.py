@@ -155,27 +155,55 @@ def validate_cells(cells: Iterable[CellSpec], data_root=None) -> None:
         load_dataset(name, data_root)
 
 
+class TimeBudget:
+    """For runs that must end by a deadline (a GPU lease's 10-minute commands): start no
+    new unit of work (a cell, or a fast-path group) once it would likely end past
+    ``seconds``, taking each unit to last as long as the longest so far."""
+
+    def __init__(self, seconds: Optional[float] = None):
+        if seconds is not None and seconds <= 0:
+            raise ConfigError(f"time budget must be > 0 seconds, got {seconds}")
+        self.seconds, self.t0, self.longest = seconds, time.monotonic(), 0.0
+
+    def allows_another(self) -> bool:
+        return self.seconds is None or time.monotonic() - self.t0 + self.longest <= self.seconds
+
+    def record(self, seconds: float) -> None:
+        self.longest = max(self.longest, seconds)
+
+
 def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, device=None,
-             show_progress: bool = True, out=sys.stderr, fast: Optional[bool] = None, group_size: int = 8) -> dict:
-    """Run every missing cell. Returns {'ran': [...], 'skipped': [...], 'failed': {id: msg}}.
+             show_progress: bool = True, out=sys.stderr, fast: Optional[bool] = None, group_size: int = 8,
+             time_budget: Optional[float] = None, fast_options=None) -> dict:
+    """Run every missing cell. Returns {'ran': [...], 'skipped': [...], 'failed': {id: msg},
+    'deferred': [...]}.
 
     ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models
-    (:mod:`capslib.fastgrid`); None = on when the device is CUDA."""
+    (:mod:`capslib.fastgrid`) with ``fast_options`` (:class:`capslib.fast.FastOptions`);
+    None = on when the device is CUDA. ``time_budget``
+    (seconds): leave the cells that would not finish in time for the next run
+    ('deferred'); the store resumes where this run stopped."""
     from tqdm.auto import tqdm
 
+    budget = TimeBudget(time_budget)
     store.clean_stale()
     store.rebuild_csv()
     todo = [c for c in cells if not store.is_done(c)]
-    report = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)], "failed": {}}
+    report = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)], "failed": {}, "deferred": []}
     if not todo:
         return report
     validate_cells(todo, data_root)
     dev = torch.device(device) if device is not None else default_device()
     if (dev.type == "cuda") if fast is None else fast:
         from .fastgrid import run_groups
-        todo = run_groups(todo, store, data_root, dev, report, group_size, show_progress=show_progress, out=out)
+        todo = run_groups(todo, store, data_root, dev, report, group_size, fast_options,
+                          show_progress=show_progress, out=out, budget=budget)
     outer = tqdm(todo, desc="cells", unit="cell", disable=not show_progress, file=out)
     for spec in outer:
+        if not budget.allows_another():
+            report["deferred"].append(spec.cell_id)
+            continue
+        t_cell = time.monotonic()
         outer.set_postfix_str(spec.cell_id)
         r = spec.resolved()
         n_train = _n_train(r, data_root)
@@ -194,6 +222,9 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
             print(f"cell {spec.cell_id} failed, the others go on: {e}", file=out)
         finally:
             inner.close()
+            budget.record(time.monotonic() - t_cell)
+    if report["deferred"]:
+        print(f"time budget of {time_budget:g} s: {len(report['deferred'])} cells left for the next run", file=out)
     return report
 
 

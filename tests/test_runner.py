@@ -37,6 +37,7 @@ def cli(capsys, *argv):
     (["run", "--protocol", "fewshot"], "unknown protocol 'fewshot'"),
     (["run", "--methods", "svm9"], "unknown method 'svm9'"),
     (["status", "--profile", "huge"], "unknown profile"),
+    (["run", "--time-budget", "-5"], "time budget must be > 0"),
 ])
 def test_bad_input_one_clear_line(capsys, tmp_path, argv, needle):
     code, out, err = cli(capsys, *argv, "--results-root", str(tmp_path))
@@ -109,6 +110,30 @@ def test_nan_cell_stops_others_go_on(tmp_path):
         assert row["score"] == "toy" and row["auroc"] > 0.7
     finally:
         del METHODS["novelty"]["diverging"], METHODS["novelty"]["toy"]
+
+
+def test_time_budget_defers_cells_the_next_run_finishes(tmp_path):
+    """With a budget of 1 s and cells of 0.6 s, the first cell runs and the others wait
+    ('deferred'); a run without a budget then finishes exactly those."""
+    def slow(spec, data, split, ctx):
+        time.sleep(0.6)
+        return CellResult(split.test_labels, {"toy": split.test_labels.astype(float)}, {"toy": 0.5}, 0.6)
+
+    from capslib.data import load_dataset
+    load_dataset("digits")                # cached: the first load (~3 s) is not the cells' time
+    METHODS["novelty"]["slow"] = slow
+    try:
+        cells = [CellSpec("novelty", "digits", "slow", held_out=(h,), epochs=1) for h in (1, 2, 3)]
+        store = ResultsStore(tmp_path, "t")
+        sink = open(os.devnull, "w")
+        rep = run_grid(cells, store, show_progress=False, out=sink, time_budget=1.0)
+        assert rep["ran"] == [cells[0].cell_id] and rep["deferred"] == [c.cell_id for c in cells[1:]]
+        assert store.finished_ids() == [cells[0].cell_id]
+        rep = run_grid(cells, store, show_progress=False, out=sink)
+        assert rep["skipped"] == [cells[0].cell_id] and rep["ran"] == [c.cell_id for c in cells[1:]]
+        assert not rep["deferred"] and len(store.finished_ids()) == 3
+    finally:
+        del METHODS["novelty"]["slow"]
 
 
 KILL_ARGS = ["-m", "capslib", "run", "--profile", "quick", "--protocol", "imbalanced", "--classes", "0,1,8",
