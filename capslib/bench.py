@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from .capsnet import CapsNet, CapsNetConfig
-from .fast import FastOptions, train_stacked
+from .fast import FastOptions, StackedCapsNet, tf32_enabled, train_stacked
 from .protocols import CapsNetJob
 from .store import device_name, git_commit
-from .train import TrainSettings, synchronize, train_capsnet
+from .train import TrainSettings, evaluate_capsnet, synchronize, train_capsnet
 
 SETTINGS = {"A": {"K": 2, "batch": 32, "standardize": True}, "B": {"K": 9, "batch": 100, "standardize": False}}
 # dense nominal peaks, FLOP/s (vendor data sheets: fp32 without tensor cores / TF32 / BF16 tensor cores)
@@ -103,6 +103,70 @@ def time_fast(K, batch, standardize, steps, warmup, models, device, options) -> 
             "images_per_s": n / fit["group_train_seconds"]}
 
 
+def time_primary_conv(models: int, batch: int, device, options: FastOptions, reps: int = 5) -> dict:
+    """The primary-capsule convolution alone (the bulk of a step's FLOPs), forward +
+    backward, for ``models`` stacked models as one grouped convolution: FLOP/s."""
+    x = torch.randn(batch, models * 256, 20, 20, device=device, requires_grad=True)
+    w = (0.01 * torch.randn(models * 256, 256, 9, 9, device=device)).requires_grad_()
+    if options.channels_last:
+        x, w = (t.detach().contiguous(memory_format=torch.channels_last).requires_grad_() for t in (x, w))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else torch.autocast(device.type, enabled=False)
+    best = float("inf")
+    with tf32_enabled(options.tf32):
+        for i in range(reps + 1):
+            synchronize(device)
+            t0 = time.perf_counter()
+            with autocast:
+                y = torch.nn.functional.conv2d(x, w, stride=2, groups=models)    # (B, M*256, 6, 6)
+            y.float().sum().backward()
+            synchronize(device)
+            if i:                                                                 # the first is warm-up
+                best = min(best, time.perf_counter() - t0)
+    flop = 3 * 2 * batch * models * macs_per_image(2)["primary"]
+    return {"models": models, "batch": batch, "seconds": best, "flop_per_s": flop / best,
+            "dtype": "bf16" if options.bf16 else ("tf32" if options.tf32 else "fp32")}
+
+
+def time_eval(K: int, n: int, models: int, device, options: FastOptions) -> dict:
+    """Evaluation images/s: the plain evaluate_capsnet (one model) against the stacked
+    evaluate_stacked (``models`` models, each its own ``n`` images)."""
+    from .fasteval import evaluate_stacked
+    from .protocols import EvalRequest
+    images = torch.rand(n, 1, 28, 28)
+    nets = [CapsNet(CapsNetConfig(n_classes=K)) for _ in range(models)]
+    out = {}
+    for label in ("plain", "fast"):
+        for rep in range(2):                                                      # the first is warm-up
+            synchronize(device)
+            t0 = time.perf_counter()
+            if label == "plain":
+                evaluate_capsnet(nets[0].to(device), images, True)
+                count = n
+            else:
+                net = StackedCapsNet(nets).to(device)
+                net.bf16, net.channels_last = options.bf16, options.channels_last
+                with tf32_enabled(options.tf32):
+                    evaluate_stacked(net, [EvalRequest(images, True)] * models)
+                count = n * models
+            synchronize(device)
+            seconds = time.perf_counter() - t0
+        out[label] = {"images": count, "seconds": seconds, "images_per_s": count / seconds}
+    out["fast_over_plain"] = out["fast"]["images_per_s"] / out["plain"]["images_per_s"]
+    return out
+
+
+def profile_fast(K, batch, standardize, steps, models, device, options, rows: int = 15) -> str:
+    """torch.profiler's table of ``steps`` fast-path steps, ops sorted by self time."""
+    from torch.profiler import ProfilerActivity, profile
+    images = torch.rand(steps * batch, 1, 28, 28)
+    jobs = [_job(K, steps * batch, batch, standardize, m, "cpu") for m in range(models)]
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        train_stacked(jobs, images, device, options)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
 def paper_workload() -> dict[str, dict]:
     """Training images (epochs x training-set size) of the paper grid's CapsNet cells per
     setting, from the grid itself; training-set sizes from the nominal 6,000 training
@@ -130,6 +194,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: cpu 1, cuda 5)")
     p.add_argument("--models", type=int, default=None, help="models in the fast path (default: cpu 2, cuda 8)")
     p.add_argument("--settings", default="A,B", help="A (paper A: K=2, batch 32), B (paper B: K=9, batch 100)")
+    p.add_argument("--eval-images", type=int, default=None, help="images per model in the evaluation timing "
+                   "(default: cpu 256, cuda 4096; 0 skips it)")
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's table of the fast path's steps")
     p.add_argument("--out", default="results/bench")
     for flag in ("tf32", "bf16", "channels-last", "compile", "cuda-graphs"):
         p.add_argument(f"--{flag}", action="store_true", help="fast path option (see capslib.fast.FastOptions)")
@@ -170,9 +237,17 @@ def main(argv=None) -> int:
         proj = {"cells": w["cells"], "train_images": w["train_images"],
                 "plain_hours": w["train_images"] / plain["images_per_s"] / 3600,
                 "fast_hours": w["train_images"] / fast["images_per_s"] / 3600}
+        conv = {"plain": time_primary_conv(1, s["batch"], device, FastOptions()),
+                "fast": time_primary_conv(models, s["batch"], device, options)}
+        conv_peak = nominal[conv["fast"]["dtype"]] if nominal else peak["matmul_fp32_flop_per_s"]
+        for r in conv.values():
+            r["fraction_of_peak"] = r["flop_per_s"] / (nominal[r["dtype"]] if nominal else conv_peak)
+        n_eval = a.eval_images if a.eval_images is not None else (4096 if cuda else 256)
+        evaluation = time_eval(s["K"], n_eval, models, device, options) if n_eval else None
         report["settings"][key] = {**s, "macs_per_image": macs_per_image(s["K"]),
                                    "training_flop_per_image": fpi, "plain": plain, "fast": fast,
-                                   "fast_over_plain": ratio, "paper_grid_projection": proj}
+                                   "fast_over_plain": ratio, "paper_grid_projection": proj,
+                                   "primary_conv": conv, "evaluation": evaluation}
         print(f"paper {key} (K={s['K']}, batch {s['batch']}): {fpi / 1e9:.3f} GFLOP/training image")
         for label, r in (("plain, 1 model", plain), (f"fast, {models} models", fast)):
             print(f"  {label:16s} {r['images_per_s']:9.1f} images/s  {r['seconds']:7.2f} s  "
@@ -180,6 +255,16 @@ def main(argv=None) -> int:
         print(f"  fast / plain = {ratio:.2f}x; paper grid, {w['cells']} CapsNet cells, {w['train_images']:,} "
               f"training images: plain {proj['plain_hours']:.1f} h, fast {proj['fast_hours']:.1f} h "
               f"(training only; evaluation adds about one forward pass per test and training image)")
+        for label, r in (("1 model, fp32", conv["plain"]), (f"{models} models, {conv['fast']['dtype']}", conv["fast"])):
+            print(f"  primary-capsule conv, fwd+bwd, {label:18s} {r['flop_per_s'] / 1e9:9.1f} GFLOP/s "
+                  f"({100 * r['fraction_of_peak']:.1f}% of the {r['dtype'] if nominal else 'measured fp32'} peak)")
+        if evaluation:
+            print(f"  evaluation: plain {evaluation['plain']['images_per_s']:.1f} images/s, stacked "
+                  f"{evaluation['fast']['images_per_s']:.1f} images/s ({evaluation['fast_over_plain']:.2f}x)")
+        if a.profile:
+            table = profile_fast(s["K"], s["batch"], s["standardize"], min(steps, 20), models, device, options)
+            report["settings"][key]["profile"] = table
+            print(table)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
