@@ -82,6 +82,9 @@ def load_or_run(profile: str = "quick", results_root="results", protocol: Option
     return df
 
 
+SHOWN_IDS = 8   # cell ids a run summary names before "and N more"
+
+
 def run_summary(df: pd.DataFrame) -> str:
     """One line: how many cells were asked for, trained now, reused, failed or missing."""
     rep = df.attrs.get("run", {})
@@ -89,7 +92,9 @@ def run_summary(df: pd.DataFrame) -> str:
              f"{len(rep.get('skipped', []))} read from the store"]
     for key in ("failed", "missing"):
         if rep.get(key):
-            parts.append(f"{len(rep[key])} {key}: {', '.join(sorted(rep[key]))}")
+            ids = sorted(rep[key])
+            more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+            parts.append(f"{len(ids)} {key}: {', '.join(ids[:SHOWN_IDS])}{more}")
     return "; ".join(parts) + "."
 
 

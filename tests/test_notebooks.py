@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 pm = pytest.importorskip("papermill")
-from capslib.book import run_notebook  # noqa: E402
+from capslib.book import load_overrides, run_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -40,6 +40,14 @@ def test_every_notebook_is_there_without_outputs():
             assert "def " not in c.source and "%pip" not in c.source and "sys.path" not in c.source, path.name
         for name in ("profile", "results_root", "data_root"):
             assert f"{name} = " in code[0].source, (path.name, name)
+
+
+def test_paper_chapters_only_read_the_store():
+    """Building the paper profile's book must never start its GPU-scale training."""
+    overrides = load_overrides(ROOT, "paper")
+    for path in NOTEBOOKS:
+        assert "train" in pm.inspect_notebook(str(path)), path.stem
+        assert overrides.get(path.stem, {}).get("train") is False, path.stem
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
