@@ -228,3 +228,17 @@ def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel):
     got = train_stacked(jobs(), x, torch.device("cpu"), options)
     for a, b in zip(got, ref):
         assert np.isfinite(a["final_loss"]) and a["final_loss"] == pytest.approx(b["final_loss"], rel=rel)
+
+
+def test_fastcheck_verdict_compares_the_difference_with_the_seed_spread():
+    from capslib.fastcheck import compare
+    row = lambda cid, seed, score, auroc: {"cell_id": cid, "seed": seed, "score": score, "auroc": auroc}
+    plain = [row("a-s0-e1", 0, "pp", 0.80), row("a-s1-e1", 1, "pp", 0.90),
+             row("a-s0-e1", 0, "re", 0.70), row("a-s1-e1", 1, "re", 0.70)]
+    fast = [row("a-s0-e1", 0, "pp", 0.81), row("a-s1-e1", 1, "pp", 0.90),
+            row("a-s0-e1", 0, "re", 0.75), row("a-s1-e1", 1, "re", 0.70)]
+    table, verdict = compare({"fast": fast, "plain": plain})
+    assert table["diff"].round(6).tolist() == [0.01, 0.05, 0.0, 0.0]
+    v = verdict.set_index("score")
+    assert v.at["pp", "seed_std"] == pytest.approx(0.1 / 2 ** 0.5) and bool(v.at["pp", "agrees"])
+    assert v.at["re", "seed_std"] == 0 and not bool(v.at["re", "agrees"])    # no spread: any difference counts
