@@ -115,7 +115,7 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
     done, failures = [], []
     log(f"executing {len(notebooks)} notebook(s), profile {profile!r}, results {results_root}")
     for i, nb in enumerate(notebooks, 1):
-        params = {"profile": profile, "results_root": str(results_root)}
+        params = {"profile": profile, "results_root": _portable(results_root, root, nb.parent)}
         if data_root:
             params["data_root"] = str(Path(data_root).resolve())
         params.update(overrides.get(nb.stem, {}))
@@ -144,6 +144,13 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
     if failures:
         raise BookError(f"{len(failures)} notebook(s) failed, the book was not built:\n  " + "\n  ".join(failures))
     return done
+
+
+def _portable(path: Path, root: Path, cwd: Path) -> str:
+    """``path`` relative to the notebook's folder when it lies inside the book's root (so
+    the executed chapters name no folder of the machine that ran them), else absolute."""
+    path = Path(path).resolve()
+    return os.path.relpath(path, cwd) if path.is_relative_to(root.resolve()) else str(path)
 
 
 def run_notebook(src: Path, dst: Path, params: dict, cwd: Path, name: str = "") -> None:
