@@ -115,7 +115,7 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
     done, failures = [], []
     log(f"executing {len(notebooks)} notebook(s), profile {profile!r}, results {results_root}")
     for i, nb in enumerate(notebooks, 1):
-        params = {"profile": profile, "results_root": _portable(results_root, root, nb.parent)}
+        params = {"profile": profile, "results_root": _portable(results_root, root, out_dir)}
         if data_root:
             params["data_root"] = str(Path(data_root).resolve())
         params.update(overrides.get(nb.stem, {}))
@@ -125,7 +125,7 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".exec-") as tmp:
             tmp_out = Path(tmp) / nb.name
             try:
-                run_notebook(nb, tmp_out, params, cwd=nb.parent, name=f"[{i}/{len(notebooks)}] {nb.stem}")
+                run_notebook(nb, tmp_out, params, cwd=out_dir, name=f"[{i}/{len(notebooks)}] {nb.stem}")
             except Exception as e:  # PapermillExecutionError, a dead kernel, a bad parameter ...
                 dt = time.perf_counter() - t0
                 failed_dir.mkdir(parents=True, exist_ok=True)
@@ -147,8 +147,9 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
 
 
 def _portable(path: Path, root: Path, cwd: Path) -> str:
-    """``path`` relative to the notebook's folder when it lies inside the book's root (so
-    the executed chapters name no folder of the machine that ran them), else absolute."""
+    """``path`` relative to ``cwd`` (the executed chapter's folder, where it runs) when it
+    lies inside the book's root, else absolute: an executed chapter then names no folder of
+    the machine that ran it, and reruns from its own folder in JupyterLab."""
     path = Path(path).resolve()
     return os.path.relpath(path, cwd) if path.is_relative_to(root.resolve()) else str(path)
 

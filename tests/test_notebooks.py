@@ -44,8 +44,8 @@ def test_every_notebook_is_there_without_outputs():
 
 def test_chapters_name_the_results_store_relative_to_the_checkout(tmp_path):
     from capslib.book import _portable
-    assert _portable(ROOT / "results", ROOT, ROOT / "notebooks") == "../results"
-    assert _portable(tmp_path / "results", ROOT, ROOT / "notebooks") == str((tmp_path / "results").resolve())
+    assert _portable(ROOT / "results", ROOT, ROOT / "book" / "quick") == "../../results"
+    assert _portable(tmp_path / "results", ROOT, ROOT / "book" / "quick") == str((tmp_path / "results").resolve())
 
 
 def test_paper_chapters_only_read_the_store():
