@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -30,6 +31,23 @@ NPM_PACKAGES = {
 #   places relative to the *page*; point that module, and the manager's asset path, at this folder;
 # - the widget controls typeset labels with MathJax 2's ``MathJax.Hub.Queue``, which MathJax 3
 #   (the book's) lacks: give every MathJax object a ``Hub.Queue`` that calls ``typesetPromise``.
+# The manager's stylesheet is evaluated before the bundle points its public path at
+# window.__jupyter_widgets_assets_path__, so its font URLs came out relative to the page
+# (book/quick/@jupyter-widgets/<hash>.woff2: 404, no icons). Each font module's URL is made to
+# read the assets path itself (set by assets-path.js, which runs first).
+FONT_MODULE = re.compile(rb'\b(\w)\.p\+"([0-9a-f]{20}\.(?:woff2?|ttf|eot|svg))"')
+
+
+PATCH_LEVEL = 1   # bump when what is done to the npm files changes: a vendored copy is then redone
+
+
+def font_urls_from_assets_path(bundle: bytes) -> bytes:
+    out, n = FONT_MODULE.subn(rb'(window.__jupyter_widgets_assets_path__||\1.p)+"\2"', bundle)
+    if n == 0:
+        raise BookError("embed-amd.js: no font module found to point at the assets path (new html-manager version?)")
+    return out
+
+
 ASSETS_PATH_JS = r"""// written by capslib.book
 (function () {
   var here = document.currentScript.src.replace(/[?#].*$/, "").replace(/[^/]*$/, "");
@@ -67,7 +85,7 @@ def vendor_js(root: Path) -> Path:
         shutil.copyfile(src, dst)
     widgets = vendor / "widgets"
     stamp = vendor / "NPM-VERSIONS.json"
-    want = {k: v[0] for k, v in NPM_PACKAGES.items()}
+    want = {**{k: v[0] for k, v in NPM_PACKAGES.items()}, "capslib-patches": PATCH_LEVEL}
     needed = [widgets / "embed-amd.js", widgets / "require.min.js", vendor / "mathjax" / "tex-mml-chtml.js"]
     if not (stamp.exists() and json.loads(stamp.read_text()) == want and all(p.exists() for p in needed)):
         fetch_npm_js(root, vendor)
@@ -122,7 +140,8 @@ def fetch_npm_js(root: Path, vendor: Path) -> None:
                     rel = m.name[len("package/dist/"):] if m.name.startswith("package/dist/") else None
                     if m.isfile() and rel and "/" not in rel and (
                             rel == "embed-amd.js" or rel.rsplit(".", 1)[-1] in ("woff", "woff2", "ttf", "eot", "svg")):
-                        (widgets / rel).write_bytes(tf.extractfile(m).read())
+                        data = tf.extractfile(m).read()
+                        (widgets / rel).write_bytes(font_urls_from_assets_path(data) if rel == "embed-amd.js" else data)
                 (widgets / "LICENSE.html-manager.txt").write_bytes(tf.extractfile("package/LICENSE").read()
                                                                    if "package/LICENSE" in tf.getnames() else b"BSD-3-Clause\n")
 

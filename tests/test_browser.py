@@ -94,6 +94,7 @@ class Visit:
         self.page = self.ctx.new_page()
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        self.page.on("response", lambda r: self.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(self.url, wait_until="networkidle", timeout=60_000)
         # MathJax and the widget manager finish after the load event

@@ -71,3 +71,16 @@ def test_notebook_runs(path, results_root, tmp_path):
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("Plotly.newPlot" in h for h in html), f"{path.stem}: no Plotly figure"
     assert any("commit" in h for h in html), f"{path.stem}: no provenance table"
+
+
+def test_widget_font_urls_read_the_assets_path():
+    """The widget manager's font URLs are fixed when its stylesheet is evaluated, before the
+    bundle reads the assets path: the vendored bundle makes each one read it itself."""
+    from capslib.book import BookError
+    from capslib.vendor import font_urls_from_assets_path
+    src = b'5890:(e,t,n)=>{"use strict";e.exports=n.p+"1551f4f60c37af51121f.woff2"},9:(e,t,o)=>{e.exports=o.p+"x.js"}'
+    out = font_urls_from_assets_path(src)
+    assert b'e.exports=(window.__jupyter_widgets_assets_path__||n.p)+"1551f4f60c37af51121f.woff2"' in out
+    assert out.endswith(b'e.exports=o.p+"x.js"}')               # not a font: unchanged
+    with pytest.raises(BookError):
+        font_urls_from_assets_path(b"no fonts here")
