@@ -141,11 +141,16 @@ def cell_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, 
     return result_fn(spec, data, split, outputs, fit)
 
 
-def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
-    """Paper A: a two-capsule CapsNet (z_n = capsule 0, z_a = capsule 1), *standard* or *proposed*."""
+def run_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
+    """Either protocol's CapsNet cell on the plain path: train, evaluate, score."""
     job = capsnet_job(spec, data, split, ctx.device)
     fit = train_job(job, data, ctx.progress)
-    return imbalanced_result(spec, data, split, evaluate_requests(job.model, evaluation_requests(spec, data, split)), fit)
+    return cell_result(spec, data, split, evaluate_requests(job.model, evaluation_requests(spec, data, split)), fit)
+
+
+def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
+    """Paper A: a two-capsule CapsNet (z_n = capsule 0, z_a = capsule 1), *standard* or *proposed*."""
+    return run_capsnet(spec, data, split, ctx)
 
 
 def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
@@ -182,9 +187,7 @@ def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict
 
 def run_novelty_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
     """Paper B: a CapsNet classifier of the normal classes; scores −PP and −RE."""
-    job = capsnet_job(spec, data, split, ctx.device)
-    fit = train_job(job, data, ctx.progress)
-    return novelty_result(spec, data, split, evaluate_requests(job.model, evaluation_requests(spec, data, split)), fit)
+    return run_capsnet(spec, data, split, ctx)
 
 
 def novelty_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
