@@ -198,15 +198,13 @@ def main(argv=None) -> int:
                    "(default: cpu 256, cuda 4096; 0 skips it)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's table of the fast path's steps")
     p.add_argument("--out", default="results/bench")
-    for flag in ("tf32", "bf16", "channels-last", "compile", "cuda-graphs"):
-        p.add_argument(f"--{flag}", action="store_true", help="fast path option (see capslib.fast.FastOptions)")
+    FastOptions.add_flags(p)
     a = p.parse_args(argv)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     steps, warmup = a.steps or (50 if cuda else 2), a.warmup if a.warmup is not None else (5 if cuda else 1)
     models = a.models or (8 if cuda else 2)
-    options = FastOptions(tf32=a.tf32, bf16=a.bf16, channels_last=a.channels_last, compile=a.compile,
-                          cuda_graphs=a.cuda_graphs)
+    options = FastOptions.from_flags(a)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}; commit {git_commit()}")
     peak = {"matmul_fp32_flop_per_s": matmul_flops(device, 8192 if cuda else 2048)}

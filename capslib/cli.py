@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from .config import FastOptions
+
 RESULTS_ENV = "CAPSLIB_RESULTS"
 
 
@@ -42,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                            help="train CapsNet cells in stacked groups (default: on for cuda, off for cpu)")
             s.add_argument("--group-size", type=int, default=8, help="models per fast-path group (default 8)")
-            for flag in ("tf32", "bf16", "channels-last", "compile", "cuda-graphs"):
-                s.add_argument(f"--{flag}", action="store_true", help="fast-path option (capslib.fast.FastOptions)")
+            FastOptions.add_flags(s)
             s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                            help="start no cell or group that would likely end after this; the rest is left "
                                 "for the next run (chunked GPU runs)")
@@ -67,13 +68,11 @@ def grid_from_args(args):
 
 
 def cmd_run(args) -> int:
-    from .fast import FastOptions
     from .runner import run_grid
     from .store import ResultsStore
     cells = grid_from_args(args).cells()
     store = ResultsStore(args.results_root, args.profile)
-    options = FastOptions(tf32=args.tf32, bf16=args.bf16, channels_last=args.channels_last, compile=args.compile,
-                          cuda_graphs=args.cuda_graphs)
+    options = FastOptions.from_flags(args)
     t0 = time.perf_counter()
     rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress,
                    fast=args.fast, group_size=args.group_size, time_budget=args.time_budget, fast_options=options)

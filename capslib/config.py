@@ -2,7 +2,8 @@
 
 A :class:`CellSpec` names one *cell* of the study: one training and evaluation of one
 method under one protocol. ``resolved()`` fills the paper's hyper-parameters
-(STUDY.md §2, §3) for anything left ``None``.
+(STUDY.md §2, §3) for anything left ``None``. :class:`FastOptions` holds the fast path's
+GPU switches.
 """
 from __future__ import annotations
 
@@ -129,3 +130,34 @@ class CellSpec:
 
 def spec_json(spec: CellSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class FastOptions:
+    """GPU switches, all off by default (and none measurable on a CPU-only machine).
+
+    tf32: TF32 matmuls/convolutions (CUDA only). bf16: autocast the two convolutions and
+    the decoder to bfloat16; squash, routing and the losses stay fp32. channels_last: NHWC
+    convolutions. compile: ``torch.compile`` the forward + loss. cuda_graphs: compile with
+    mode="reduce-overhead" (CUDA graphs).
+    """
+    tf32: bool = False
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    chunk_steps: int = 200        # steps whose batch indices are drawn and moved to the device at once
+
+    SWITCHES = ("tf32", "bf16", "channels_last", "compile", "cuda_graphs")
+
+    @classmethod
+    def add_flags(cls, parser) -> None:
+        """``--tf32 --bf16 --channels-last --compile --cuda-graphs`` on an argparse parser."""
+        for name in cls.SWITCHES:
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true",
+                                help="fast-path option (capslib.config.FastOptions)")
+
+    @classmethod
+    def from_flags(cls, args) -> "FastOptions":
+        """The options set by :meth:`add_flags`'s flags in parsed ``args``."""
+        return cls(**{name: getattr(args, name) for name in cls.SWITCHES})

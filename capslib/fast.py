@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -36,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .capsnet import CapsNet, dynamic_routing, squash
+from .config import FastOptions
 from .losses import RECONSTRUCTION_WEIGHT, margin_terms
 from .train import DECAY_EVERY, MNIST_MEAN, MNIST_STD, NonFiniteLoss, synchronize
 
@@ -44,23 +44,6 @@ PARAM_NAMES = {"conv1.weight": "conv1_w", "conv1.bias": "conv1_b", "primary.weig
                "primary.bias": "prim_b", "W": "W",
                "decoder.0.weight": "dec0_w", "decoder.0.bias": "dec0_b", "decoder.2.weight": "dec1_w",
                "decoder.2.bias": "dec1_b", "decoder.4.weight": "dec2_w", "decoder.4.bias": "dec2_b"}
-
-
-@dataclass(frozen=True)
-class FastOptions:
-    """GPU switches, all off by default (and none measurable on a CPU-only machine).
-
-    tf32: TF32 matmuls/convolutions (CUDA only). bf16: autocast the two convolutions and
-    the decoder to bfloat16; squash, routing and the losses stay fp32. channels_last: NHWC
-    convolutions. compile: ``torch.compile`` the forward + loss. cuda_graphs: compile with
-    mode="reduce-overhead" (CUDA graphs).
-    """
-    tf32: bool = False
-    bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
-    chunk_steps: int = 200        # steps whose batch indices are drawn and moved to the device at once
 
 
 class StackedCapsNet(nn.Module):

@@ -60,8 +60,7 @@ def main(argv=None) -> int:
     if len(seeds) < 2:
         print("error: give two or more --seeds: the verdict compares with the spread over seeds", file=sys.stderr)
         return 2
-    options = FastOptions(tf32=args.tf32, bf16=args.bf16, channels_last=args.channels_last,
-                          compile=args.compile, cuda_graphs=args.cuda_graphs)
+    options = FastOptions.from_flags(args)
     device = args.device or default_device()
     rows, seconds = {}, {}
     with tempfile.TemporaryDirectory(prefix="fastcheck-") as tmp:

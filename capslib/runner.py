@@ -179,7 +179,7 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     'deferred': [...]}.
 
     ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models
-    (:mod:`capslib.fastgrid`) with ``fast_options`` (:class:`capslib.fast.FastOptions`);
+    (:mod:`capslib.fastgrid`) with ``fast_options`` (:class:`capslib.config.FastOptions`);
     None = on when the device is CUDA. ``time_budget``
     (seconds): leave the cells that would not finish in time for the next run
     ('deferred'); the store resumes where this run stopped."""
