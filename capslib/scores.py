@@ -33,20 +33,72 @@ def anomaly_score(lengths: torch.Tensor, images: torch.Tensor, reconstructions: 
     return length_difference(lengths) + reconstruction_mse(images, reconstructions)
 
 
-def logistic_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Paper A §3: fit a logistic regression on training scores and labels (1 = anomaly);
-    the threshold is the score where its probability crosses 0.5."""
+# ---- paper A's threshold: three rules (the paper's text allows the first two) ----------
+#
+# Paper A §3: the training AS values are "fed into a logistic regressor to find the optimal
+# threshold separating normal from anomalous data"; it does not say how the regression weighs
+# the two classes. With 1% anomalies a plain maximum-likelihood fit carries the training
+# prior (99:1) into its intercept, which moves the 0.5 crossing towards the anomalies; a
+# class-balanced fit weighs each class by the inverse of its frequency, i.e. a prior of 1:1,
+# which is what paper A's test set has (roughly balanced). The third rule looks at the *test*
+# labels: an oracle upper bound, never a result.
+
+def _logistic(scores: np.ndarray, labels: np.ndarray, class_weight) -> float:
     from sklearn.linear_model import LogisticRegression
 
     scores = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
     labels = np.asarray(labels).astype(int)
     if labels.min() == labels.max():
-        raise ValueError("logistic_threshold needs both normal and anomalous training scores")
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(scores, labels)
+        raise ValueError("a logistic threshold needs both normal and anomalous training scores")
+    lr = LogisticRegression(C=1e6, max_iter=1000, class_weight=class_weight).fit(scores, labels)
     w, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
     if w <= 0:   # scores do not rise with the anomaly label: no meaningful threshold
         return float("inf")
     return -b / w
+
+
+def logistic_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Paper A §3, read as plain maximum likelihood (the study's main rule): fit a logistic
+    regression on training scores and labels (1 = anomaly), every image weighing 1; the
+    threshold is the score where its probability crosses 0.5."""
+    return _logistic(scores, labels, None)
+
+
+def balanced_logistic_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Paper A §3, read with the classes balanced: the same logistic regression on the
+    training scores, each image weighted by n / (2 · n_its_class), so both classes weigh
+    the same in the likelihood; the threshold is where its probability crosses 0.5."""
+    return _logistic(scores, labels, "balanced")
+
+
+def oracle_threshold(test_scores: np.ndarray, test_labels: np.ndarray) -> float:
+    """The threshold of highest accuracy on the *test* set itself (decision "anomaly iff
+    score > threshold"): an upper bound on what any threshold rule can reach with these
+    scores, not a result, since it looks at the test labels. Among ties the lowest threshold
+    wins; it is the midpoint between two neighbouring distinct scores (below the smallest
+    score by 1 when calling everything anomalous is best, the largest score when calling
+    everything normal is)."""
+    s = np.asarray(test_scores, dtype=np.float64)
+    y = np.asarray(test_labels).astype(bool)
+    values, inverse = np.unique(s, return_inverse=True)
+    normals = np.bincount(inverse, weights=~y, minlength=len(values))
+    anomalies = np.bincount(inverse, weights=y, minlength=len(values))
+    # threshold just below values[k]: normals under k said normal, anomalies from k on said anomalous
+    correct_below = np.concatenate([[0.0], np.cumsum(normals)]) + np.concatenate([np.cumsum(anomalies[::-1])[::-1], [0.0]])
+    k = int(np.argmax(correct_below))
+    if k == 0:
+        return float(values[0] - 1.0)
+    if k == len(values):
+        return float(values[-1])
+    return float((values[k - 1] + values[k]) / 2)
+
+
+#: the threshold rules of paper A's *proposed* decision, by name: (function, what it is fitted on)
+THRESHOLD_RULES = {
+    "plain logistic": (logistic_threshold, "train"),
+    "balanced logistic": (balanced_logistic_threshold, "train"),
+    "oracle (best on test)": (oracle_threshold, "test"),
+}
 
 
 # ---- paper B (Li et al. 2019) -----------------------------------------------------------

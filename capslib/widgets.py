@@ -33,11 +33,21 @@ def _cell_options(df: pd.DataFrame, score: str) -> list[tuple[str, str]]:
     return [(cid, cid) for cid in sorted(sel["cell_id"])]
 
 
+STORED = "stored threshold"
+
+
 def threshold_explorer(store: ResultsStore, df: pd.DataFrame, score: str = "anomaly_score", cell_id=None):
-    """A cell picker and a threshold slider; shows the accuracy and the confusion matrix at
-    the chosen threshold, beside the stored threshold's accuracy."""
+    """A cell picker, a threshold slider and a choice of threshold rule; shows the accuracy
+    and the confusion matrix at the chosen threshold, beside the stored threshold's accuracy.
+
+    For AS (``anomaly_score``, paper A eq. 1) of a cell that stored its training scores, the
+    rule menu offers paper A's threshold read three ways (:mod:`capslib.thresholds`): plain
+    and class-balanced logistic regression on the training scores, and the best threshold on
+    the test set (an oracle upper bound); picking one moves the slider there."""
     import ipywidgets as W
     from IPython.display import display
+
+    from .thresholds import ORACLE, SCORE, cell_thresholds
 
     options = _cell_options(df, score)
     if not options:
@@ -46,7 +56,8 @@ def threshold_explorer(store: ResultsStore, df: pd.DataFrame, score: str = "anom
                       layout=W.Layout(width="95%"))
     slider = W.FloatSlider(description="threshold", readout_format=".3f", continuous_update=False,
                            layout=W.Layout(width="95%"))
-    out = W.Output()
+    rule = W.Dropdown(options=[STORED], value=STORED, description="rule", layout=W.Layout(width="95%"))
+    rules_info, out = W.HTML(), W.Output()
     state = {}
 
     def load(_=None):
@@ -54,14 +65,26 @@ def threshold_explorer(store: ResultsStore, df: pd.DataFrame, score: str = "anom
         s, y = a[f"score_{score}"].astype(np.float64), a["test_labels"]
         row = df[(df["cell_id"] == pick.value) & (df["score"] == score)].iloc[0]
         stored = float(row["threshold"]) if np.isfinite(row["threshold"]) else float(np.median(s))
-        state.update(s=s, y=y, stored=stored, has=np.isfinite(row["threshold"]))
-        lo, hi = float(min(s.min(), stored)), float(max(s.max(), stored))
+        rules = (cell_thresholds(a) if score == SCORE else None) or {}
+        state.update(s=s, y=y, stored=stored, has=np.isfinite(row["threshold"]), rules=rules)
+        marks = [stored] + [t for t, _ in rules.values() if np.isfinite(t)]
+        lo, hi = float(min(s.min(), *marks)), float(max(s.max(), *marks))
+        state["quiet"] = True          # resetting the menu must not move the slider
+        rule.options, rule.value = [STORED] + list(rules), STORED
+        state["quiet"] = False
         slider.unobserve(render, "value")
         slider.min, slider.max = -1e9, 1e9          # widen first so the new bounds are always valid
         slider.min, slider.max, slider.step = lo, hi, max((hi - lo) / 200, 1e-6)
         slider.value = stored
         slider.observe(render, "value")
         render()
+
+    def pick_rule(_=None):
+        if state.get("quiet"):
+            return
+        t = state["stored"] if rule.value == STORED else state["rules"][rule.value][0]
+        if np.isfinite(t):
+            slider.value = t
 
     def render(_=None):
         s, y, t = state["s"], state["y"], slider.value
@@ -71,10 +94,19 @@ def threshold_explorer(store: ResultsStore, df: pd.DataFrame, score: str = "anom
                    if state["has"] else "this score has no stored threshold (AUROC only); the slider starts at the median")
             display(W.HTML(f"<b>threshold {t:.4f}: accuracy {accuracy_at(s, y, t):.2%}</b> · {ref}"))
             display(confusion(s, y, t))
+        if state["rules"]:
+            rules_info.value = "<br>".join(
+                f"{name}: threshold {thr:.4f}, accuracy {acc:.2%}"
+                + (" <i>(fitted on the test labels: an upper bound, not a result)</i>" if name == ORACLE else "")
+                for name, (thr, acc) in state["rules"].items())
+        else:
+            rules_info.value = ("<i>This cell stored no training scores: the threshold rules cannot be refitted.</i>"
+                                if score == SCORE else "")
 
     pick.observe(load, "value")
+    rule.observe(pick_rule, "value")
     load()
-    return W.VBox([W.HTML(f"<b>Score {score}</b>: anomaly iff score &gt; threshold"), pick, slider, out])
+    return W.VBox([W.HTML(f"<b>Score {score}</b>: anomaly iff score &gt; threshold"), pick, slider, rule, rules_info, out])
 
 
 def _png(img: np.ndarray) -> bytes:

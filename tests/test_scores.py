@@ -95,3 +95,64 @@ def test_metrics_hand_values():
 def test_orient():
     assert S.orient(np.array([0.1, 0.2, 0.9]), np.array([0, 0, 1])) == 1.0
     assert S.orient(np.array([0.9, 0.8, 0.1]), np.array([0, 0, 1])) == -1.0
+
+
+# ---- paper A's threshold rules (issue 17) ---------------------------------------------------
+
+def _binary_training_set():
+    """Scores 0 or 1: normals 80 × 0 and 20 × 1, anomalies 2 × 0 and 8 × 1 (110 images)."""
+    s = np.r_[np.zeros(80), np.ones(20), np.zeros(2), np.ones(8)]
+    y = np.r_[np.zeros(100), np.ones(10)]
+    return s, y
+
+
+def test_plain_logistic_on_binary_scores_carries_the_prior():
+    # a logistic fit on a binary score reproduces the empirical rates: p(x=0) = 2/82, p(x=1) = 8/28,
+    # so the logit is ln(2/80) + (ln(8/20) − ln(2/80)) x and crosses 0 at ln 40 / ln 16 > 1
+    s, y = _binary_training_set()
+    # (within 5e-3: scikit-learn's lbfgs stops at its default tol 1e-4, here 1.3322; tol 1e-8 gives 1.33048)
+    assert S.logistic_threshold(s, y) == pytest.approx(math.log(40) / math.log(16), abs=5e-3)
+    assert S.accuracy_at(s, y, S.logistic_threshold(s, y)) == pytest.approx(100 / 110)   # all said normal
+
+
+def test_balanced_logistic_on_binary_scores():
+    # weights 110/200 per normal, 110/20 per anomaly: weighted rates 11/55 = 0.2 at x=0 and 44/55 = 0.8
+    # at x=1, logit −ln 4 + 2 ln 4 · x, which crosses 0 at x = 0.5
+    s, y = _binary_training_set()
+    assert S.balanced_logistic_threshold(s, y) == pytest.approx(0.5, abs=1e-3)
+    assert S.accuracy_at(s, y, 0.5) == pytest.approx(88 / 110)
+    with pytest.raises(ValueError):
+        S.balanced_logistic_threshold(s, np.zeros_like(y))
+
+
+def test_balanced_threshold_between_class_means_on_separable_data():
+    normals = np.linspace(-1.0, 0.2, 990)
+    anomalies = np.array([0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5])
+    s, y = np.r_[normals, anomalies], np.r_[np.zeros(990), np.ones(10)]
+    t = S.balanced_logistic_threshold(s, y)
+    assert normals.mean() < t < anomalies.mean()
+    assert 0.2 < t < 0.6 and S.accuracy_at(s, y, t) == 1.0
+
+
+def test_oracle_threshold_hand_values():
+    s, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    # sorted: 0.1 N, 0.35 A, 0.4 N, 0.8 A; 3 of 4 right between 0.1 and 0.35 and between 0.4 and 0.8:
+    # the lowest of the tied best, at the midpoint
+    assert S.oracle_threshold(s, y) == pytest.approx(0.225)
+    assert S.oracle_threshold(np.array([1.0, 2.0]), np.array([1, 1])) == pytest.approx(0.0)   # all anomalous
+    assert S.oracle_threshold(np.array([1.0, 2.0]), np.array([0, 0])) == pytest.approx(2.0)   # all normal
+    # tied scores move together: 0.5 holds one normal and one anomaly, 0.2 a normal, 0.9 an anomaly
+    assert S.oracle_threshold(np.array([0.5, 0.5, 0.2, 0.9]), np.array([0, 1, 0, 1])) == pytest.approx(0.35)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.booleans()), min_size=2, max_size=40))
+def test_oracle_beats_every_rule_and_every_threshold(pairs):
+    s = np.array([v / 4 for v, _ in pairs])
+    y = np.array([int(b) for _, b in pairs])
+    best = S.accuracy_at(s, y, S.oracle_threshold(s, y))
+    candidates = np.r_[np.unique(s), np.unique(s) - 0.1, s.min() - 1]
+    assert best == pytest.approx(max(S.accuracy_at(s, y, t) for t in candidates))
+    if 0 < y.sum() < len(y):
+        for name, (fit, _) in S.THRESHOLD_RULES.items():
+            assert best >= S.accuracy_at(s, y, fit(s, y)) - 1e-12, name
