@@ -153,19 +153,21 @@ def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: Run
     return run_capsnet(spec, data, split, ctx)
 
 
+def imbalanced_measures(o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Paper A's per-image scores (AS = ‖z_a‖ − ‖z_n‖ + r_l, eq. 1, and the others) from one
+    evaluation pass (:func:`capslib.train.evaluate_capsnet`'s dict); the routing Gini unoriented."""
+    lengths = torch.from_numpy(o["lengths"])
+    ld = length_difference(lengths).numpy()
+    return {"length_difference": ld, "r_l": o["r_l"], "anomaly_score": ld + o["r_l"],   # AS, eq. 1
+            "pp": pp_score(lengths).numpy(), "re": o["nse"], "routing_gini": o["gini"][:, ANOMALY]}
+
+
 def imbalanced_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
     """Paper A's scores, thresholds and arrays from the evaluation ``outputs`` of a trained model."""
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
     tr, te = outputs["train"], outputs["test"]
-
-    def measures(o):
-        lengths = torch.from_numpy(o["lengths"])
-        ld = length_difference(lengths).numpy()
-        return {"length_difference": ld, "r_l": o["r_l"], "anomaly_score": ld + o["r_l"],   # AS, eq. 1
-                "pp": pp_score(lengths).numpy(), "re": o["nse"], "routing_gini": o["gini"][:, ANOMALY]}
-
-    train_s, test_s = measures(tr), measures(te)
+    train_s, test_s = imbalanced_measures(tr), imbalanced_measures(te)
     # the Gini's orientation is not given by its definition: fit it on the training labels
     sign = orient(train_s["routing_gini"], split.train_labels)
     train_s["routing_gini"], test_s["routing_gini"] = sign * train_s["routing_gini"], sign * test_s["routing_gini"]
@@ -190,6 +192,11 @@ def run_novelty_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunCon
     return run_capsnet(spec, data, split, ctx)
 
 
+def novelty_measures(o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Paper B's anomaly scores −PP (eq. 1) and −RE (eq. 2) from one evaluation pass."""
+    return {"pp": pp_score(torch.from_numpy(o["lengths"])).numpy(), "re": o["nse"]}
+
+
 def novelty_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, dict], fit: dict) -> CellResult:
     """Paper B's scores and arrays from the evaluation ``outputs`` of a trained model."""
     r = spec.resolved()
@@ -198,7 +205,7 @@ def novelty_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[st
     x_te = data.x_test[split.test_idx]
     gal = gallery_positions(split.test_labels)
     te = outputs["test"]
-    scores = {"pp": pp_score(torch.from_numpy(te["lengths"])).numpy(), "re": te["nse"]}
+    scores = novelty_measures(te)
     shown = x_te[gal] if transform is None else transform(x_te[gal], None)
     normal_test = split.test_labels == 0
     return CellResult(
