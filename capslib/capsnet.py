@@ -70,6 +70,12 @@ def dynamic_routing(u_hat: torch.Tensor, iterations: int = 3) -> tuple[torch.Ten
     return v, c
 
 
+def fp32_region(device: torch.device):
+    """A region that computes in fp32 whatever autocast surrounds it: the capsule transform,
+    squash and routing keep full precision (the training loop's ``precision`` autocasts the rest)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 class CapsNet(nn.Module):
     """conv1 → primary capsules → class capsules (routing) → masked decoder."""
 
@@ -85,13 +91,13 @@ class CapsNet(nn.Module):
         self.decoder = nn.Sequential(
             nn.Linear(cfg.n_classes * cfg.class_dim, h1), nn.ReLU(inplace=True),
             nn.Linear(h1, h2), nn.ReLU(inplace=True),
-            nn.Linear(h2, n_pixels), nn.Sigmoid(),
+            nn.Linear(h2, n_pixels),                       # the sigmoid is in decode(), in fp32
         )
 
     def primary_capsules(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         h = F.relu(self.conv1(x))                          # (B, 256, 20, 20)
-        u = self.primary(h)                                # (B, 256, 6, 6)
+        u = self.primary(h).to(self.W.dtype)               # (B, 256, 6, 6); fp32 even under bf16 autocast
         B, _, G, _ = u.shape
         u = u.view(B, cfg.primary_types, cfg.primary_dim, G, G)
         u = u.permute(0, 1, 3, 4, 2).reshape(B, cfg.n_primary, cfg.primary_dim)  # (B, 1152, 8)
@@ -102,15 +108,16 @@ class CapsNet(nn.Module):
         cfg = self.config
         keep = F.one_hot(mask, cfg.n_classes).to(capsules.dtype)        # (B, K)
         flat = (capsules * keep.unsqueeze(-1)).flatten(1)              # (B, K*16)
-        out = self.decoder(flat)                                        # (B, C*H*W)
+        out = torch.sigmoid(self.decoder(flat).to(self.W.dtype))       # (B, C*H*W), sigmoid in fp32
         return out.view(-1, cfg.in_channels, cfg.image_size, cfg.image_size)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> CapsNetOutput:
         """``mask``: the class capsule the decoder keeps (B,) — the true class in
         training; ``None`` keeps the longest capsule (test time)."""
         u = self.primary_capsules(x)                                    # (B, N, 8)
-        u_hat = torch.einsum("nkdi,bni->bnkd", self.W, u)               # (B, N, K, 16)
-        v, c = dynamic_routing(u_hat, self.config.routing_iters)        # (B, K, 16), (B, N, K)
+        with fp32_region(u.device):   # under a bf16 autocast only the convolutions and the decoder drop to bf16
+            u_hat = torch.einsum("nkdi,bni->bnkd", self.W, u)           # (B, N, K, 16)
+            v, c = dynamic_routing(u_hat, self.config.routing_iters)    # (B, K, 16), (B, N, K)
         lengths = v.norm(dim=-1)                                        # (B, K)
         if mask is None:
             mask = lengths.argmax(dim=1)

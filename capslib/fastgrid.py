@@ -116,6 +116,7 @@ def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device
                 report["failed"][spec.cell_id] = str(res)
                 print(f"cell {spec.cell_id} failed, the others go on: {res}", file=out)
                 continue
-            write_result(spec, store, split, res, device, group_wall / len(group))
+            write_result(spec, store, split, res, device, group_wall / len(group),
+                         precision="bf16" if options.bf16 else ("tf32" if options.tf32 else "fp32"))
             report["ran"].append(spec.cell_id)
     return rest

@@ -15,6 +15,7 @@ from .capsnet import CapsNet, CapsNetConfig
 from .config import CellSpec
 from .data import Dataset, norb_crop
 from .scores import ANOMALY, length_difference, logistic_threshold, orient, pp_score
+from .checkpoint import Checkpoint
 from .splits import Split
 from .train import TrainSettings, evaluate_capsnet, set_seed, train_capsnet
 
@@ -25,6 +26,8 @@ GALLERY_SIZE = 8   # images per side (normal, anomalous) kept for the galleries
 class RunContext:
     device: torch.device
     progress: Optional[Callable[[dict], None]] = None   # called once per training step
+    precision: str = "fp32"                              # the plain path's CapsNet forward: fp32 | bf16
+    checkpoint: Optional[Checkpoint] = None              # resume from / save the CapsNet's training per epoch
 
 
 @dataclass
@@ -76,7 +79,7 @@ class CapsNetJob:
     name: str = ""
 
 
-def capsnet_job(spec: CellSpec, data: Dataset, split: Split, device) -> CapsNetJob:
+def capsnet_job(spec: CellSpec, data: Dataset, split: Split, device, precision: str = "fp32") -> CapsNetJob:
     """Seed, initialise and describe one CapsNet cell's training (either protocol)."""
     r = spec.resolved()
     g = set_seed(r.seed)
@@ -84,22 +87,23 @@ def capsnet_job(spec: CellSpec, data: Dataset, split: Split, device) -> CapsNetJ
     if r.protocol == "imbalanced":
         model = capsnet_for(data, 2).to(device)
         proposed = r.variant == "proposed"
-        settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, standardize=True)
+        settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, standardize=True, precision=precision)
         return CapsNetJob(model, split.train_idx, y_tr, settings, g,
                           decoder_mask=torch.zeros_like(y_tr) if proposed else y_tr,  # proposed: always from z_n
                           recon_mask=(y_tr == 0).float() if proposed else None,       # proposed: normal images only
                           name=spec.cell_id)
     k = r.n_normal_classes
     model = capsnet_for(data, k).to(device)
-    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, transform=input_transform(data))
+    settings = TrainSettings(r.epochs, r.batch_size, r.lr, r.lr_decay, transform=input_transform(data),
+                             precision=precision)
     return CapsNetJob(model, split.train_idx, y_tr, settings, g, name=spec.cell_id)
 
 
-def train_job(job: CapsNetJob, data: Dataset, progress=None) -> dict:
+def train_job(job: CapsNetJob, data: Dataset, progress=None, checkpoint: Optional[Checkpoint] = None) -> dict:
     """The plain path: train one job's model, one model at a time."""
     return train_capsnet(job.model, data.x_train[job.train_idx], job.targets, job.settings, job.generator,
                          decoder_mask=job.decoder_mask, recon_mask=job.recon_mask, progress=progress,
-                         name=job.name)
+                         name=job.name, checkpoint=checkpoint)
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,11 @@ def evaluation_requests(spec: CellSpec, data: Dataset, split: Split) -> dict[str
     return {"test": EvalRequest(x_te, False, None, keep_reconstructions=gal, transform=input_transform(data))}
 
 
-def evaluate_requests(model: CapsNet, requests: dict[str, EvalRequest]) -> dict[str, dict]:
+def evaluate_requests(model: CapsNet, requests: dict[str, EvalRequest], precision: str = "fp32") -> dict[str, dict]:
     """The plain path's evaluation: each request through ``evaluate_capsnet``."""
     return {name: evaluate_capsnet(model, q.images, q.standardize, q.decoder_capsule,
-                                   keep_reconstructions=q.keep_reconstructions, transform=q.transform)
+                                   keep_reconstructions=q.keep_reconstructions, transform=q.transform,
+                                   precision=precision)
             for name, q in requests.items()}
 
 
@@ -143,9 +148,10 @@ def cell_result(spec: CellSpec, data: Dataset, split: Split, outputs: dict[str, 
 
 def run_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:
     """Either protocol's CapsNet cell on the plain path: train, evaluate, score."""
-    job = capsnet_job(spec, data, split, ctx.device)
-    fit = train_job(job, data, ctx.progress)
-    return cell_result(spec, data, split, evaluate_requests(job.model, evaluation_requests(spec, data, split)), fit)
+    job = capsnet_job(spec, data, split, ctx.device, ctx.precision)
+    fit = train_job(job, data, ctx.progress, ctx.checkpoint)
+    outputs = evaluate_requests(job.model, evaluation_requests(spec, data, split), ctx.precision)
+    return cell_result(spec, data, split, outputs, fit)
 
 
 def run_imbalanced_capsnet(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> CellResult:

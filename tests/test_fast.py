@@ -196,7 +196,7 @@ def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, monkeypatch):
     stores = {}
     for fast in (False, True):
         stores[fast] = ResultsStore(tmp_path / str(fast), "t")
-        rep = run_grid(cells, stores[fast], device="cpu", show_progress=False, fast=fast)
+        rep = run_grid(cells, stores[fast], device="cpu", show_progress=False, fast=fast, precision="fp32")
         assert sorted(rep["ran"]) == sorted(c.cell_id for c in cells) and not rep["failed"]
     assert stores[True].finished_ids() == stores[False].finished_ids()
     rows = {f: sorted((r["cell_id"], r["score"]) for r in s.rows()) for f, s in stores.items()}
