@@ -11,18 +11,6 @@ from .config import FastOptions
 RESULTS_ENV = "CAPSLIB_RESULTS"
 
 
-def _ints(s: str) -> list[int]:
-    return [int(x) for x in s.split(",") if x != ""]
-
-
-def _floats(s: str) -> list[float]:
-    return [float(x) for x in s.split(",") if x != ""]
-
-
-def _strs(s: str) -> list[str]:
-    return [x for x in s.split(",") if x]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m capslib", description="CapsNet anomaly-detection study")
     sub = p.add_subparsers(dest="command", required=True)
@@ -30,12 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help="train the missing cells" if name == "run" else "list finished and missing cells")
         s.add_argument("--profile", default="quick", help="quick (digits, CPU minutes) or paper (GPU)")
         s.add_argument("--protocol", help="imbalanced (paper A) or novelty (paper B)")
-        s.add_argument("--dataset", type=_strs, help="comma list: digits,mnist,fashion,kmnist,smallnorb")
-        s.add_argument("--classes", type=_ints, help="normal classes (imbalanced) / held-out classes (novelty)")
-        s.add_argument("--fractions", type=_floats, help="anomaly fractions, e.g. 0.1,0.01")
-        s.add_argument("--seeds", type=_ints)
-        s.add_argument("--epochs", type=int, help="override the profile's epochs")
-        s.add_argument("--methods", type=_strs, help="e.g. capsnet")
+        # values stay strings here: capslib.params.GridRequest reads them, as it reads papermill's and the API's
+        s.add_argument("--dataset", help="comma list: digits,mnist,fashion,kmnist,smallnorb")
+        s.add_argument("--classes", help="normal classes (imbalanced) / held-out classes (novelty), e.g. 3,5")
+        s.add_argument("--fractions", help="anomaly fractions, e.g. 0.1,0.01")
+        s.add_argument("--seeds", help="e.g. 0,1,2")
+        s.add_argument("--epochs", help="override the profile's epochs")
+        s.add_argument("--methods", help="e.g. capsnet")
         s.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
         s.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
         if name == "run":
@@ -62,9 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def grid_from_args(args):
-    from .runner import narrow, profile_grid
-    return narrow(profile_grid(args.profile), protocol=args.protocol, datasets=args.dataset, classes=args.classes,
-                  fractions=args.fractions, seeds=args.seeds, epochs=args.epochs, methods=args.methods)
+    from .params import GridRequest
+    return GridRequest.from_args(args).grid()
 
 
 def cmd_run(args) -> int:
@@ -87,13 +75,19 @@ def cmd_status(args) -> int:
     from .store import ResultsStore
     cells = grid_from_args(args).cells()
     store = ResultsStore(args.results_root, args.profile)
-    done = [c for c in cells if store.is_done(c)]
+    damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
+    done = [c for c in cells if store.is_done(c) and c.cell_id not in damaged]
     missing = [c for c in cells if not store.is_done(c)]
     for c in done:
         print(f"finished  {c.cell_id}")
     for c in missing:
         print(f"missing   {c.cell_id}")
+    for cid, err in damaged.items():
+        print(f"damaged   {cid}: {err}")
     print(f"{len(done)}/{len(cells)} cells finished, {len(missing)} missing ({store.dir})")
+    if damaged:
+        print(f"{len(damaged)} damaged cells: `{store.fix_command()}` moves them to {store.quarantine_dir} "
+              "and trains them again")
     return 0
 
 
@@ -106,13 +100,14 @@ def cmd_download(args) -> int:
 def main(argv=None) -> int:
     from .config import ConfigError
     from .data import DataError
+    from .store import StoreError
     args = build_parser().parse_args(argv)
     try:
         if args.command == "book":
             from .book import main as cmd_book
             return cmd_book(args)
         return {"run": cmd_run, "status": cmd_status, "download": cmd_download}[args.command](args)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,8 +25,71 @@ PAPER_B_TRAINING = {
 PAPER_B_DEFAULT = {"epochs": 20, "batch_size": 100, "lr_decay": 0.96}
 
 
-class ConfigError(ValueError):
+class OneLineError(Exception):
+    """An error whose message says it all: IPython (a notebook, a papermill run) shows it
+    as one line instead of a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ConfigError(OneLineError, ValueError):
     """A cell or grid is misconfigured; the message says which field and why."""
+
+
+# ---- values checked at the door: the CLI's strings, papermill's -p values, API arguments ----
+def _show(v) -> str:
+    return f"{v!r} ({type(v).__name__})" if not isinstance(v, (int, float)) or isinstance(v, bool) else repr(v)
+
+
+def as_int(name: str, v) -> int:
+    """An integer: ints, whole floats and numeric strings ("3", "3.0"); never a bool."""
+    if isinstance(v, bool) or v is None:
+        raise ConfigError(f"{name} must be a whole number, got {_show(v)}")
+    try:
+        f = float(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {_show(v)}") from None
+    if not f.is_integer():
+        raise ConfigError(f"{name} must be a whole number, got {v!r}")
+    return int(f)
+
+
+def as_float(name: str, v) -> float:
+    """A number: ints, floats and numeric strings; never a bool."""
+    if isinstance(v, bool) or v is None:
+        raise ConfigError(f"{name} must be a number, got {_show(v)}")
+    try:
+        return float(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {_show(v)}") from None
+
+
+def as_bool(name: str, v) -> bool:
+    """True or False (or the strings true/false/yes/no); never an int."""
+    if isinstance(v, bool):
+        return v
+    words = {"true": True, "yes": True, "false": False, "no": False}
+    if isinstance(v, str) and v.strip().lower() in words:
+        return words[v.strip().lower()]
+    raise ConfigError(f"{name} must be True or False, got {_show(v)}")
+
+
+def as_str(name: str, v) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{name} must be a name (a string), got {_show(v)}")
+    return v.strip()
+
+
+def as_list(name: str, v, item) -> tuple:
+    """A list parameter: a list/tuple, one scalar (3 -> (3,)) or a comma string ("3,5")."""
+    if isinstance(v, str):
+        v = [x for x in v.split(",") if x.strip()]
+    elif not isinstance(v, (list, tuple)):
+        v = [v]
+    if not v:
+        raise ConfigError(f"{name} is empty; give at least one value or leave it unset (None)")
+    return tuple(item(name, x) for x in v)
 
 
 @dataclass(frozen=True)
@@ -45,7 +108,17 @@ class CellSpec:
     lr_decay: Optional[float] = None          # multiplied in every 2000 steps
 
     def __post_init__(self):
-        object.__setattr__(self, "held_out", tuple(sorted(int(h) for h in self.held_out)))
+        set_ = lambda k, v: object.__setattr__(self, k, v)
+        for k in ("protocol", "dataset", "method"):
+            set_(k, as_str(k, getattr(self, k)))
+        set_("variant", as_str("variant", self.variant or ""))
+        for k, conv in (("normal_class", as_int), ("anomaly_fraction", as_float), ("epochs", as_int),
+                        ("batch_size", as_int), ("lr_decay", as_float)):
+            if getattr(self, k) is not None:
+                set_(k, conv(k, getattr(self, k)))
+        set_("seed", as_int("seed", self.seed))
+        set_("lr", as_float("lr", self.lr))
+        set_("held_out", tuple(sorted(as_list("held_out", self.held_out, as_int))) if self.held_out != () else ())
         self.validate()
 
     def validate(self) -> None:
@@ -83,8 +156,10 @@ class CellSpec:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
-        if self.seed < 0 or self.lr <= 0:
-            raise ConfigError("seed must be >= 0 and lr > 0")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
 
     @property
     def n_classes(self) -> int:

@@ -5,9 +5,12 @@ images themselves never get copied until a protocol gathers them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .config import ConfigError
 
 TEST_SEED = 20190101          # the fixed seed of every test set (independent of the run seed)
 MAX_TEST_NORMAL = 1024
@@ -26,6 +29,22 @@ def _as_np(y) -> np.ndarray:
     return np.asarray(y.cpu().numpy() if hasattr(y, "cpu") else y)
 
 
+def n_anomalies(n_normal: int, fraction: float) -> int:
+    """Paper A's number of training anomalies beside ``n_normal`` normal images."""
+    return int(round(fraction / (1.0 - fraction) * n_normal))
+
+
+def check_imbalanced(y_train, dataset: str, normal_class: int, fraction: float) -> None:
+    """One line, before any training, when ``fraction`` rounds to no training anomaly."""
+    n_normal = int((_as_np(y_train) == normal_class).sum())
+    if n_anomalies(n_normal, fraction) < 1:
+        least = 0.5 / (n_normal + 0.5)
+        e = math.floor(math.log10(least))
+        least = math.ceil(least / 10 ** e) * 10 ** e
+        raise ConfigError(f"anomaly fraction {fraction:g} gives no training anomaly beside the {n_normal} images "
+                          f"of {dataset} class {normal_class}: use a fraction of at least {least:.1g}")
+
+
 def imbalanced_split(y_train, y_test, normal_class: int, fraction: float, seed: int,
                      max_test_normal: int = MAX_TEST_NORMAL, n_test_anomalous: int = N_TEST_ANOMALOUS) -> Split:
     """Paper A: every training image of ``normal_class`` plus n_anom = round(f/(1−f)·n_normal)
@@ -35,7 +54,7 @@ def imbalanced_split(y_train, y_test, normal_class: int, fraction: float, seed: 
     rng = np.random.default_rng(seed)
     normal = np.flatnonzero(y_train == normal_class)
     others = np.flatnonzero(y_train != normal_class)
-    n_anom = int(round(fraction / (1.0 - fraction) * len(normal)))
+    n_anom = n_anomalies(len(normal), fraction)
     anomalous = np.sort(rng.choice(others, size=min(n_anom, len(others)), replace=False))
     train_idx = np.concatenate([normal, anomalous])
     train_labels = np.concatenate([np.zeros(len(normal), np.int64), np.ones(len(anomalous), np.int64)])

@@ -10,6 +10,16 @@ Layout under a results root::
 A cell folder appears only by ``os.rename`` of a complete folder from ``.staging/``, so a run
 killed at any moment (kill -9) leaves either the whole cell or nothing; ``cells.csv``
 is derived from the folders and rewritten by rename, so it never holds a partial row.
+
+Several runs may share a store (:mod:`capslib.locks`): a run *claims* a cell before training
+it (``.locks/<cell_id>``), so a second run trains the cells nobody holds; a staging folder is
+locked by the process writing it, and a clean-up removes only folders whose owner is gone;
+``cells.csv`` is rebuilt under ``.locks/cells.csv``.
+
+Every read checks what it reads: :meth:`ResultsStore.check_cell` says in one line why a
+cell is damaged (JSON, schema version, rows, npz directory); a damaged cell is moved to
+``quarantine/`` (never deleted) by :meth:`ResultsStore.quarantine_damaged`, which ``run``
+calls before training.
 """
 from __future__ import annotations
 
@@ -18,20 +28,50 @@ import io
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import time
+import uuid
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from .config import CellSpec
+from . import locks
+from .config import CellSpec, OneLineError
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ["protocol", "dataset", "method", "variant", "normal_class", "held_out", "anomaly_fraction",
                "seed", "score", "accuracy", "auroc", "auprc", "threshold", "n_test_normal", "n_test_anomalous",
-               "train_seconds", "epochs", "batch_size", "device", "torch", "commit", "finished_utc", "cell_id"]
+               "train_seconds", "epochs", "batch_size", "precision", "device", "torch", "commit", "finished_utc",
+               "cell_id"]
+# the keys every row of a schema-1 cell has (CSV_COLUMNS may grow; older cells stay complete)
+ROW_KEYS = tuple(k for k in CSV_COLUMNS if k != "precision")   # precision: added later, optional
+# columns added after schema 1 began, with the value every older cell had: before the
+# precision option the plain path computed in fp32 only
+ROW_DEFAULTS = {"precision": "fp32"}
+DOC_KEYS = ("cell_id", "spec", "rows", "provenance")
+# schema version -> a function that turns such a document into the next version's (mechanical
+# changes only); a version below SCHEMA_VERSION with no entry is reported, not guessed at
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+OWNED = "@"            # in the name of a staging folder whose writer locks it (<cell_id>@<pid>)
+STAGING_GRACE_S = 60   # a staging folder without it is from capslib before the locks (its writer
+                       # holds no lock): removed only once it is this old
+
+
+class StoreError(OneLineError, ValueError):
+    """A file of the store cannot be read; the message names it and says what to do."""
+
+
+class DamagedCell(StoreError):
+    """A cell folder that is not a readable, complete cell: ``run`` quarantines and retrains it."""
+
+
+class NewerCell(StoreError):
+    """A cell written by a newer capslib (a higher schema version): left alone."""
 
 
 def git_commit() -> str:
@@ -75,6 +115,8 @@ class ResultsStore:
         self.dir = self.root / profile
         self.cells_dir = self.dir / "cells"
         self.staging_dir = self.dir / ".staging"   # cells being written; same filesystem, so rename is atomic
+        self.locks_dir = self.dir / ".locks"
+        self.quarantine_dir = self.dir / "quarantine"
 
     # ---- reading ----
     def cell_dir(self, spec_or_id) -> Path:
@@ -90,64 +132,233 @@ class ResultsStore:
         return sorted(p.name for p in self.cells_dir.iterdir()
                       if not p.name.startswith(".") and (p / "cell.json").exists())
 
+    def fix_command(self) -> str:
+        """The command that moves this store's damaged cells aside and trains them again."""
+        from .runner import PROFILES   # (runner imports this module)
+        if self.profile not in PROFILES:
+            return f"ResultsStore({str(self.root)!r}, {self.profile!r}).quarantine_damaged()"
+        return (f"python -m capslib run --profile {self.profile} "
+                f"--results-root {shlex.quote(str(self.root))}")
+
     def load_cell(self, spec_or_id) -> dict:
-        return json.loads((self.cell_dir(spec_or_id) / "cell.json").read_text())
+        """The cell's cell.json, migrated to the current schema; DamagedCell / NewerCell
+        (one line naming the file) when it cannot be used."""
+        path = self.cell_dir(spec_or_id) / "cell.json"
+        text = path.read_text()   # FileNotFoundError: no such cell (or it was just moved aside)
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise self._damaged(path, f"not valid JSON ({e.msg} at char {e.pos}; truncated?)")
+        if not isinstance(doc, dict) or not isinstance(doc.get("schema_version"), int):
+            raise self._damaged(path, "no schema_version")
+        v = doc["schema_version"]
+        if v > SCHEMA_VERSION:
+            raise NewerCell(f"{path}: schema_version {v} is newer than this capslib reads ({SCHEMA_VERSION}): "
+                            f"update capslib, or move the cell out of {self.cells_dir}")
+        while v < SCHEMA_VERSION:
+            if v not in MIGRATIONS:
+                raise self._damaged(path, f"schema_version {v} has no migration to {SCHEMA_VERSION}")
+            doc = MIGRATIONS[v](doc)
+            v = doc["schema_version"]
+        missing = [k for k in DOC_KEYS if k not in doc]
+        if missing:
+            raise self._damaged(path, f"no {', '.join(missing)}")
+        rows = doc["rows"]
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+            raise self._damaged(path, "rows is not a non-empty list of rows")
+        for r in rows:
+            gone = [k for k in ROW_KEYS if k not in r]
+            if gone:
+                raise self._damaged(path, f"a row lacks {', '.join(gone[:3])}" + (" ..." if len(gone) > 3 else ""))
+            for k, v in ROW_DEFAULTS.items():
+                r.setdefault(k, v)
+        if doc["cell_id"] != path.parent.name:
+            raise self._damaged(path, f"cell_id {doc['cell_id']!r} differs from its folder's name")
+        return doc
 
     def load_arrays(self, spec_or_id) -> dict[str, np.ndarray]:
-        with np.load(self.cell_dir(spec_or_id) / "arrays.npz") as z:
-            return {k: z[k] for k in z.files}
+        path = self.cell_dir(spec_or_id) / "arrays.npz"
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            if _reappears(path):
+                return self.load_arrays(spec_or_id)
+            if not path.parent.exists():
+                raise
+            raise self._damaged(path, "missing")
+        except Exception as e:   # BadZipFile, zlib.error, EOFError, ValueError: a damaged file
+            raise self._damaged(path, f"unreadable ({type(e).__name__}: {e})")
 
-    def rows(self) -> list[dict]:
+    def check_cell(self, spec_or_id) -> Optional[StoreError]:
+        """Cheap verification of a finished cell (cell.json parses and is complete, the npz
+        directory lists its arrays): None when sound, else the error (one line)."""
+        try:
+            doc = self.load_cell(spec_or_id)
+            path = self.cell_dir(spec_or_id) / "arrays.npz"
+            try:
+                with zipfile.ZipFile(path) as z:
+                    names = set(z.namelist())
+            except FileNotFoundError:
+                if _reappears(path):   # the cell was being replaced (a redo): check the new one
+                    return self.check_cell(spec_or_id)
+                if not path.parent.exists():
+                    raise
+                raise self._damaged(path, "missing")
+            except (zipfile.BadZipFile, OSError) as e:
+                raise self._damaged(path, f"unreadable ({e}; truncated?)")
+            need = {"test_labels", "test_idx"} | {f"score_{r['score']}" for r in doc["rows"]}
+            lacking = sorted(n for n in need if f"{n}.npy" not in names)
+            if lacking:
+                raise self._damaged(path, f"lacks {', '.join(lacking)}")
+        except StoreError as e:
+            return e
+        return None
+
+    def damaged(self) -> dict[str, StoreError]:
+        """Every finished cell that fails :meth:`check_cell`, with its error."""
+        out = {}
+        for cid in self.finished_ids():
+            try:
+                err = self.check_cell(cid)
+            except FileNotFoundError:   # moved aside by another process meanwhile
+                continue
+            if err is not None:
+                out[cid] = err
+        return out
+
+    def rows(self, skip_damaged: bool = False) -> list[dict]:
+        """Every row of every finished cell. A damaged cell raises its one-line error (or is
+        left out with ``skip_damaged``); a cell moved away while reading is left out."""
         out = []
         for cid in self.finished_ids():
-            out.extend(self.load_cell(cid)["rows"])
+            try:
+                out.extend(self.load_cell(cid)["rows"])
+            except FileNotFoundError:
+                continue
+            except StoreError:
+                if not skip_damaged:
+                    raise
         return out
+
+    def _damaged(self, path: Path, what: str) -> DamagedCell:
+        return DamagedCell(f"{path}: {what}; `{self.fix_command()}` moves the cell to quarantine/ "
+                           "and trains it again")
+
+    # ---- claims ----
+    @contextmanager
+    def claim(self, spec: CellSpec) -> Iterator[bool]:
+        """Hold the cell's claim for the block: yields True when this process holds it and the
+        cell is still to be trained, False when another run holds it or has finished it."""
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        with locks.held(self.locks_dir / spec.cell_id) as got:
+            yield got and not self.is_done(spec)
 
     # ---- writing ----
     def write_cell(self, spec: CellSpec, rows: list[dict], arrays: dict[str, np.ndarray],
                    prov: dict, info: Optional[dict] = None) -> Path:
-        """Write one finished cell atomically, then refresh cells.csv."""
+        """Write one finished cell atomically (holding its claim), then refresh cells.csv."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
-        final = self.cell_dir(spec)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.staging_dir / f"{spec.cell_id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        final = self.cell_dir(spec)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        _fsync_write(tmp / "arrays.npz", buf.getvalue())
         doc = {"schema_version": SCHEMA_VERSION, "cell_id": spec.cell_id, "spec": spec.to_dict(),
                "resolved": spec.resolved().to_dict(), "rows": rows, "provenance": prov, "info": info or {}}
-        _fsync_write(tmp / "cell.json", json.dumps(doc, indent=1, default=_json_default).encode())
-        if final.exists():   # an earlier incomplete folder cannot exist (rename is atomic); a redo replaces
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        with locks.held(self.locks_dir / spec.cell_id, blocking=True):
+            tmp, fd = locks.locked_folder(self.staging_dir, f"{spec.cell_id}{OWNED}{os.getpid()}")
+            try:
+                _fsync_write(tmp / "arrays.npz", buf.getvalue())
+                _fsync_write(tmp / "cell.json", json.dumps(doc, indent=1, default=_json_default).encode())
+                replaced = self.staging_dir / f"{tmp.name}.{uuid.uuid4().hex[:8]}.old"
+                if final.exists():   # a redo replaces: the old folder goes to staging, then away
+                    os.rename(final, replaced)
+                os.rename(tmp, final)
+            finally:
+                os.close(fd)
+            shutil.rmtree(replaced, ignore_errors=True)
         self.rebuild_csv()
         return final
 
     def rebuild_csv(self) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for row in self.rows():
-            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+        """cells.csv from the cell folders (damaged cells left out), under the store's csv lock."""
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "cells.csv"
-        tmp = self.dir / f".cells.csv.{os.getpid()}"
-        _fsync_write(tmp, buf.getvalue().encode())
-        os.replace(tmp, path)
+        with locks.held(self.locks_dir / "cells.csv", blocking=True):
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            for row in self.rows(skip_damaged=True):
+                row = {**ROW_DEFAULTS, **row}
+                w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+            tmp = self.dir / ".cells.csv.tmp"
+            _fsync_write(tmp, buf.getvalue().encode())
+            os.replace(tmp, path)
         return path
 
     def clean_stale(self) -> int:
-        """Remove temporary folders left by a killed run; returns how many."""
+        """Remove the staging folders whose owner is gone (a killed run); returns how many.
+        A folder whose owner lives is locked, and left alone."""
         n = 0
         if self.staging_dir.exists():
             for p in self.staging_dir.iterdir():
-                shutil.rmtree(p, ignore_errors=True)
-                n += 1
-        for p in self.dir.glob(".cells.csv.*"):
-            p.unlink(missing_ok=True)
+                fd = locks.try_lock_folder(p)
+                if fd is None:
+                    continue
+                try:
+                    if OWNED in p.name or time.time() - p.stat().st_mtime >= STAGING_GRACE_S:
+                        shutil.rmtree(p, ignore_errors=True)
+                        n += 1
+                except FileNotFoundError:
+                    pass
+                finally:
+                    os.close(fd)
+        if self.dir.exists():
+            self.locks_dir.mkdir(parents=True, exist_ok=True)
+            with locks.held(self.locks_dir / "cells.csv", blocking=True):
+                for p in self.dir.glob(".cells.csv.*"):   # .cells.csv.<pid>: capslib before the lock
+                    try:
+                        if time.time() - p.stat().st_mtime >= STAGING_GRACE_S:
+                            p.unlink()
+                    except FileNotFoundError:
+                        pass
         return n
+
+    def quarantine(self, cell_id: str, reason: str) -> Optional[Path]:
+        """Move a cell folder to ``quarantine/<cell_id>.<UTC time>/`` with a ``reason.txt``;
+        None when another run holds the cell's claim (it is being trained again)."""
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        with locks.held(self.locks_dir / cell_id) as got:
+            src = self.cell_dir(cell_id)
+            if not got or not src.exists():
+                return None
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            dst = self.quarantine_dir / f"{cell_id}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            k = 1
+            while dst.exists():
+                dst, k = dst.with_name(f"{dst.name.split('~')[0]}~{k}"), k + 1
+            os.rename(src, dst)
+            (dst / "reason.txt").write_text(reason + "\n")
+            return dst
+
+    def quarantine_damaged(self) -> dict[str, Path]:
+        """Move every damaged cell to quarantine/ (see :meth:`check_cell`); raises NewerCell for
+        a cell of a newer schema (not ours to move). Returns {cell_id: where it went}."""
+        moved = {}
+        for cid, err in self.damaged().items():
+            if isinstance(err, NewerCell):
+                raise err
+            dst = self.quarantine(cid, str(err))
+            if dst is not None:
+                moved[cid] = dst
+        return moved
+
+
+def _reappears(path: Path, wait: float = 0.05) -> bool:
+    """A file that was missing is there after a moment: its cell folder was being swapped."""
+    time.sleep(wait)
+    return path.exists()
 
 
 def _json_default(o):
@@ -174,6 +385,6 @@ def result_rows(spec: CellSpec, result, prov: dict) -> list[dict]:
             "anomaly_fraction": r.anomaly_fraction, "seed": r.seed, "score": name, **m,
             "n_test_normal": int((labels == 0).sum()), "n_test_anomalous": int((labels == 1).sum()),
             "train_seconds": round(result.train_seconds, 3), "epochs": r.epochs, "batch_size": r.batch_size,
-            "device": prov["device"], "torch": prov["torch"], "commit": prov["commit"],
+            "precision": prov.get("precision", "fp32"), "device": prov["device"], "torch": prov["torch"], "commit": prov["commit"],
             "finished_utc": prov["finished_utc"], "cell_id": spec.cell_id})
     return rows
