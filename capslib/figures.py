@@ -264,7 +264,8 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
             a = aggs[m]
             a = a[(a["group"] == g) & (a["column"] == c)].set_index("x").reindex(xs)
             per_metric[m]["y"].append(a["mean"].round(4).tolist())
-            per_metric[m]["error_y"].append(dict(type="data", array=a["std"].fillna(0).round(4).tolist(), visible=True))
+            per_metric[m]["error_y"].append(dict(type="data", array=a["std"].fillna(0).round(4).tolist(),
+                                                 visible=bool((a["n"] >= 2).any())))   # no bars from one seed
     for i, tr in enumerate(fig.data):
         tr.y, tr.error_y = per_metric[metrics[0]]["y"][i], per_metric[metrics[0]]["error_y"][i]
     menus = [_menu([(m.upper(), [per_metric[m]]) for m in metrics], x=0.55 if groups else 0.0, name="metric")]
@@ -273,7 +274,7 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
         menus.insert(0, _group_menu(groups, trace_groups))
     fig.update_layout(barmode="group", xaxis_title="held-out class(es)" if protocol == "novelty" else "normal class",
                       yaxis=dict(title="metric", range=[0, 1.02]))
-    _layout(fig, f"Per-class results · {protocol} · {dataset} (mean ± std over seeds)", menus)
+    _layout(fig, f"Per-class results · {protocol} · {dataset} (mean over seeds; error bars: std, with ≥ 2 seeds)", menus)
     return fig
 
 
@@ -292,7 +293,8 @@ def accuracy_figure(df: pd.DataFrame, dataset: str) -> go.Figure:
     for (v, f), g in report._row_groups(long):
         x = [str(c) for c in g["normal_class"]]
         fig.add_trace(go.Bar(name=f"ours ({dataset})", x=x, y=g["mean"].round(2), marker_color=COLORS[0],
-                             error_y=dict(type="data", array=g["std"].fillna(0).round(2), visible=True),
+                             error_y=dict(type="data", array=g["std"].fillna(0).round(2),
+                                          visible=bool((g["n"] >= 2).any())),   # no bars from one seed
                              legendgroup="ours"))
         fig.add_trace(go.Bar(name=f"paper A ({ref})", x=x, y=g["paper"], marker_color=COLORS[4],
                              legendgroup="paper"))
@@ -326,6 +328,7 @@ def gallery_matplotlib(store: ResultsStore, cell_ids, titles=None):
         ax.set_title(f"{t}: normal | anomalous; top: test images, bottom: reconstructions", fontsize=9)
         ax.set_axis_off()
     fig.tight_layout()
+    plt.close(fig)   # the caller displays it; left open, the inline backend would show it a second time
     return fig
 
 

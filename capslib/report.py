@@ -60,16 +60,14 @@ def load_or_run(profile: str = "quick", results_root="results", protocol: Option
     With ``train=False`` missing cells are listed, not trained. The run report is in
     ``df.attrs["run"]`` and the cells asked for in ``df.attrs["cells"]``.
     """
-    from dataclasses import replace
+    from .config import as_bool
+    from .params import GridRequest
+    from .runner import run_grid
 
-    from .runner import narrow, profile_grid, run_grid
-
-    grid = narrow(profile_grid(profile), protocol=protocol, datasets=datasets, classes=classes,
-                  fractions=fractions, seeds=seeds, epochs=epochs, methods=methods)
-    if extra_held_outs is not None:
-        grid = replace(grid, extra_held_outs={ds: [tuple(h) for h in extra_held_outs]
-                                              for ds in grid.novelty_datasets})
-    cells = grid.cells()
+    # every parameter read and checked here, before any training (capslib.params)
+    cells = GridRequest(profile, protocol, datasets, classes, fractions, seeds, epochs, methods,
+                        extra_held_outs).cells()
+    train = as_bool("train", train)
     store = open_store(results_root, profile)
     if train:
         rep = run_grid(cells, store, data_root, device, show_progress=show_progress)
@@ -78,8 +76,35 @@ def load_or_run(profile: str = "quick", results_root="results", protocol: Option
                "missing": [c.cell_id for c in cells if not store.is_done(c)], "failed": {}}
     ids = {c.cell_id for c in cells}
     df = to_frame([r for r in store.rows() if r["cell_id"] in ids])
-    df.attrs.update(run=rep, cells=sorted(ids), profile=profile, results_root=str(results_root))
+    df.attrs.update(run=rep, cells=sorted(ids), profile=profile, results_root=str(results_root), protocol=protocol)
     return df
+
+
+def empty_note(df: pd.DataFrame, what: str = "this section") -> str:
+    """The sentence a section shows in place of an empty table or figure: what is missing
+    and which command fills it in."""
+    profile, protocol = df.attrs.get("profile", "quick"), df.attrs.get("protocol")
+    n = len(df.attrs.get("cells", []))
+    proto = f" --protocol {protocol}" if protocol else ""
+    asked = f"none of the {n} {protocol or ''} cells asked for" if n else "no cell"
+    return (f"*Nothing to show for {what} yet: {asked.replace('  ', ' ')} under the {profile} profile has finished. "
+            f"`python -m capslib run --profile {profile}{proto}` trains them; "
+            f"`python -m capslib book --profile {profile}` then rebuilds this page.*")
+
+
+def show(table: pd.DataFrame, df: pd.DataFrame, what: str = "this table") -> None:
+    """Display a table, or :func:`empty_note` in its place when it has no rows."""
+    from IPython.display import Markdown, display
+    display(table if table is not None and len(table) else Markdown(empty_note(df, what)))
+
+
+def say_if_empty(df: pd.DataFrame, what: str = "this section") -> bool:
+    """Display :func:`empty_note` when no cell of ``df`` has finished; True if it did."""
+    if len(df):
+        return False
+    from IPython.display import Markdown, display
+    display(Markdown(empty_note(df, what)))
+    return True
 
 
 SHOWN_IDS = 8   # cell ids a run summary names before "and N more"
@@ -90,12 +115,19 @@ def run_summary(df: pd.DataFrame) -> str:
     rep = df.attrs.get("run", {})
     parts = [f"{len(df.attrs.get('cells', []))} cells asked for", f"{len(rep.get('ran', []))} trained now",
              f"{len(rep.get('skipped', []))} read from the store"]
+    shown = {_row_key(c) for c in df["cell_id"].unique()} if len(df) else set()
     for key in ("failed", "missing"):
-        if rep.get(key):
-            ids = sorted(rep[key])
+        if rep.get(key):   # first the cells missing from rows the tables show, then the rest
+            ids = sorted(rep[key], key=lambda c: (_row_key(c) not in shown, c))
             more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
             parts.append(f"{len(ids)} {key}: {', '.join(ids[:SHOWN_IDS])}{more}")
     return "; ".join(parts) + "."
+
+
+def _row_key(cell_id: str) -> str:
+    """A cell id without its normal class / held-out part: the table row (and seed) it fills."""
+    import re
+    return re.sub(r"-(n\d+|h\d+)-", "-", cell_id)
 
 
 # ---- aggregation -------------------------------------------------------------------------
@@ -166,53 +198,91 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     return imb[imb["score"] == imb["variant"].map(HEADLINE)]
 
 
+#: with one seed, a class or mean of ours is marked when it differs from the paper's by more
+#: than this many percentage points (with two or more seeds: by more than their std)
+MARGIN_PP = 1.0
+
+
 def accuracy_long(df: pd.DataFrame) -> pd.DataFrame:
     """Ours (mean, std, n over seeds, %) beside paper A per class, plus each row's mean over
-    the classes we ran (per seed, then over seeds); ``diff`` = ours − paper."""
+    the classes both have (:func:`like_mean`); ``diff`` = ours − paper, ``flag`` where |diff|
+    exceeds the std over seeds (two or more seeds) or :data:`MARGIN_PP` (one seed)."""
     h = headline(df)
     keys = ["dataset", "variant", "anomaly_fraction"]
     per = _agg(h, keys + ["normal_class"], "accuracy", 100.0)
     per["normal_class"] = per["normal_class"].astype(object)
     per["paper"] = [pn.paper_a_accuracy(r.dataset, r.variant, r.anomaly_fraction, r.normal_class)
                     for r in per.itertuples()]
-    seed_means = h.groupby(keys + ["seed"])["accuracy"].mean().reset_index()
-    means = _agg(seed_means, keys, "accuracy", 100.0).assign(normal_class="mean")
-    means["paper"] = [_paper_mean(per, r) for r in means.itertuples()]
-    out = pd.concat([per, means], ignore_index=True)
+    means = []
+    for (ds, v, f), g in h.groupby(keys):
+        paper = {c: pn.paper_a_accuracy(ds, v, f, c) for c in range(10)}
+        m = like_mean(g.assign(value=100.0 * g["accuracy"]), paper)
+        means.append({"dataset": ds, "variant": v, "anomaly_fraction": f, "normal_class": "mean", "mean": m["mean"],
+                      "std": m["std"], "n": m["n"], "paper": m["paper"], "classes": class_span(m["classes"]),
+                      "complete": m["complete"]})
+    out = pd.concat([per, pd.DataFrame(means)], ignore_index=True) if means else per
     out["paper"] = pd.to_numeric(out["paper"], errors="coerce")
-    out["diff"] = out["mean"] - out["paper"]
+    out["diff"] = out["mean"].round(2) - out["paper"]   # from the printed (2-decimal) numbers, so Δ adds up
+    out["flag"] = [bool(abs(d) > (s if n >= 2 and not pd.isna(s) else MARGIN_PP)) if not pd.isna(d) else False
+                   for d, s, n in zip(out["diff"], out["std"], out["n"])]
     out["reference"] = out["dataset"].map(lambda d: pn.REFERENCE_DATASET.get(d, ""))
     out["row"] = [ROW_LABEL.format(variant=r.variant, fraction=r.anomaly_fraction) for r in out.itertuples()]
     return out
 
 
-def _paper_mean(per: pd.DataFrame, r) -> float:
-    """Paper A's mean over the same classes as ours (its printed mean when all 10 ran)."""
-    sel = per[(per["dataset"] == r.dataset) & (per["variant"] == r.variant)
-              & (per["anomaly_fraction"] == r.anomaly_fraction)]["paper"]
-    return float(np.mean(sel)) if len(sel) and sel.notna().all() else np.nan
-
-
 def accuracy_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Paper A's table layout for one dataset: rows (variant f, ours/paper/Δ), columns the
-    normal classes and the mean."""
+    normal classes and the mean over the classes both have (the classes named in the cell
+    when not all ten). A Δ marked ``*`` exceeds the spread (see :func:`accuracy_caption`).
+    For a dataset that is not the paper's (the embedded digits) the paper's line is a
+    reference only and no Δ is printed: it would compare different data."""
     long = accuracy_long(df)
     long = long[long["dataset"] == dataset]
     if long.empty:
         return pd.DataFrame()
     ref = pn.REFERENCE_DATASET.get(dataset, "")
+    same_data = ref == dataset
     cols = sorted(c for c in long["normal_class"].unique() if c != "mean") + ["mean"]
     records = {}
     for (variant, f), g in _row_groups(long):
         label = ROW_LABEL.format(variant=variant, fraction=f)
         g = g.set_index("normal_class").reindex(cols)
-        records[(label, "ours")] = {c: fmt(g.at[c, "mean"], g.at[c, "std"], g.at[c, "n"]) for c in cols}
-        records[(label, f"paper ({ref})")] = {c: fmt(g.at[c, "paper"]) for c in cols}
-        records[(label, "Δ")] = {c: _signed(g.at[c, "diff"]) for c in cols}
+        span = "" if g.at["mean", "complete"] == True else f" (classes {g.at['mean', 'classes']})"
+        ours = {c: fmt(g.at[c, "mean"], g.at[c, "std"], g.at[c, "n"]) for c in cols}
+        paper = {c: fmt(g.at[c, "paper"]) for c in cols}
+        ours["mean"] += span if ours["mean"] != "–" else ""
+        paper["mean"] += span if paper["mean"] != "–" else ""
+        records[(label, "ours")] = ours
+        records[(label, f"paper ({ref})" if same_data else f"paper ({ref}, reference only)")] = paper
+        if same_data:
+            records[(label, "Δ")] = {c: _signed(g.at[c, "diff"]) + ("*" if g.at[c, "flag"] == True else "")  # noqa: E712
+                                       for c in cols}   # (== True: the flag is NaN in an empty cell)
     out = pd.DataFrame.from_dict(records, orient="index")
     out.index = pd.MultiIndex.from_tuples(out.index, names=["row", ""])
     out.columns = [f"class {c}" if c != "mean" else "mean" for c in cols]
     return out
+
+
+def accuracy_caption(df: pd.DataFrame, dataset: str) -> str:
+    """Markdown above a dataset's accuracy table: how many seeds stand behind its numbers,
+    what ± and the mean column are, and what a ``*`` on Δ means."""
+    h = headline(df)
+    h = h[h["dataset"] == dataset]
+    if h.empty:
+        return ""
+    seeds = sorted(int(x) for x in h["seed"].unique())
+    per_class = h.groupby(["variant", "anomaly_fraction", "normal_class"])["seed"].nunique()
+    n_lo, n_hi = int(per_class.min()), int(per_class.max())
+    n_txt = f"{n_lo}" if n_lo == n_hi else f"{n_lo} to {n_hi}"
+    one = n_hi == 1
+    text = (f"**{n_txt} seed{'s' if n_hi > 1 else ''} per number** (seed{'s' if len(seeds) > 1 else ''} "
+            f"{', '.join(map(str, seeds))}); paper A reports one run per number. "
+            + ("With one seed there is no spread: no ± is printed. " if one else
+               "± is the std over seeds, printed only where two or more seeds ran. ")
+            + "The mean column is over the classes both we and the paper have, named in the cell when fewer than ten.")
+    if pn.REFERENCE_DATASET.get(dataset) == dataset:
+        text += (f" A `*` marks a Δ larger than {'the stated margin of ' + f'{MARGIN_PP:.1f}' + ' points (one seed)' if one else 'the std over seeds (or, with one seed, ' + f'{MARGIN_PP:.1f} points)'}.")
+    return text
 
 
 def _row_groups(long: pd.DataFrame):
@@ -299,7 +369,7 @@ def _case_rows(nov: pd.DataFrame, dataset: str) -> list[dict]:
                     "ours RE": fmt(piv["re"].mean(), piv["re"].std(), n, 4),
                     "ours PP − RE": fmt(d.mean(), d.std(), n, 4),
                     "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
-                    "paper PP − RE": fmt(case["pp_minus_re"], digits=2), "paper says": case["claim"],
+                    "paper PP − RE": case["pp_minus_re_text"], "paper says": case["claim"],
                     "source": case["source"], "seeds": n})
     return out
 
