@@ -102,12 +102,21 @@ def ensure_kernel() -> None:
 # ---------------------------------------------------------------- execution
 def execute(root: Path, profile: str, results_root: Path, data_root: Optional[str],
             only: Optional[Sequence[str]] = None) -> list[Path]:
-    """Execute the notebooks into ``book/<profile>/``; raises BookError naming every failure."""
+    """Execute the notebooks into ``book/<profile>/``; raises BookError naming every failure.
+    The notebooks only read the store (``train=False``): the book never trains inside papermill."""
+    import papermill as pm
+
     notebooks = list_notebooks(root, only)
     overrides = load_overrides(root, profile)
     unknown = set(overrides) - {p.stem for p in list_notebooks(root)}
     if unknown:
         raise BookError(f"notebooks/params.yml names no notebook {', '.join(sorted(unknown))} for {profile!r}")
+    for nb in notebooks:   # a parameter the notebook does not declare: one line, before anything runs
+        known = set(pm.inspect_notebook(str(nb)))
+        bad = sorted(set(overrides.get(nb.stem, {})) - known)
+        if bad:
+            raise BookError(f"notebooks/params.yml: {profile}.{nb.stem} sets {', '.join(bad)}, which the notebook "
+                            f"does not know; it knows {', '.join(sorted(known))}")
     ensure_kernel()
     out_dir = root / "book" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +128,13 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
         if data_root:
             params["data_root"] = str(Path(data_root).resolve())
         params.update(overrides.get(nb.stem, {}))
+        if nb.stem == "your_images":   # the chapter runs on a digits folder the build writes and fits first
+            from .detector import example
+            log("your_images: writing the digits example folder and fitting its model (once) in _build/your_images/")
+            params.update({k: _portable(Path(v), root, out_dir) for k, v in
+                           example(root / "_build" / "your_images", fit_model=True, data_root=data_root).items()})
+        if "train" in pm.inspect_notebook(str(nb)):
+            params["train"] = False
         target = out_dir / nb.name
         t0 = time.perf_counter()
         # execute into a temporary file: a failed run never replaces a good chapter
@@ -217,6 +233,18 @@ def _chapter_title(nb_path: Path) -> str:
     return nb_path.stem.replace("_", " ")
 
 
+def chapters_results(root: Path, profile: str) -> Optional[Path]:
+    """The results store the executed chapters of ``profile`` were executed from (papermill's
+    record in each chapter), or None when there are none."""
+    for nb in sorted((root / "book" / profile).glob("*.ipynb")):
+        try:
+            rel = json.loads(nb.read_text())["metadata"]["papermill"]["parameters"]["results_root"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return (nb.parent / rel).resolve()
+    return None
+
+
 def write_overview(root: Path, results_root: Path) -> Path:
     """``book/generated/results_overview.md``: per profile, the cells finished, the chapters,
     the cost of the runs and where they ran (from capslib.report's cost tables)."""
@@ -227,15 +255,16 @@ def write_overview(root: Path, results_root: Path) -> Path:
     out = [f"<!-- written by python -m capslib book from the results store {results_root.name}/; do not edit -->\n"]
     for profile in PROFILES:
         out.append(f"## Profile `{profile}`\n")
-        store = ResultsStore(results_root, profile)
+        results = chapters_results(root, profile) or results_root   # the store the chapters show
+        store = ResultsStore(results, profile)
         grid = PROFILES[profile].cells()
         done = sum(store.is_done(c) for c in grid)
         chapters = sorted((root / "book" / profile).glob("*.ipynb"))
         if not store.finished_ids():
-            out.append(f"No results for this profile in `{results_root.name}/{profile}/` yet"
+            out.append(f"No results for this profile in `{results.name}/{profile}/` yet"
                        + (": see {doc}`/book/paper`.\n" if profile == "paper" else ".\n"))
             continue
-        df = report.load_rows(results_root, profile)
+        df = report.load_rows(results, profile)
         out.append(f"{done} of the {len(grid)} cells of the profile's grid are finished "
                    f"({len(store.finished_ids())} cells in the store).\n")
         if chapters:
@@ -288,17 +317,52 @@ def build_html(root: Path) -> Path:
     return index
 
 
+def run_command(profile: str, results: Path) -> str:
+    """The command that trains a profile's missing cells into ``results`` (it runs as printed)."""
+    import shlex
+    return f"python -m capslib run --profile {profile} --results-root {shlex.quote(str(results))}"
+
+
+def check_store(profile: str, results: Path, data_root: Optional[str], train: bool) -> None:
+    """Before executing: the profile exists, its store is readable, and its missing cells are
+    trained now with a progress bar (``train``) or reported, never trained silently."""
+    from .runner import profile_grid, run_grid
+    from .store import ResultsStore
+
+    cells = profile_grid(profile).cells()   # an unknown profile: ConfigError, one line
+    store = ResultsStore(results, profile)
+    damaged = store.damaged()
+    if damaged:
+        raise BookError(f"{len(damaged)} damaged cell(s) in {store.dir}; the first: {next(iter(damaged.values()))}")
+    missing = [c for c in cells if not store.is_done(c)]
+    if missing and train:
+        log(f"training the {len(missing)} missing cells of profile {profile!r} into {store.dir}")
+        rep = run_grid(cells, store, data_root, show_progress=True, out=sys.stderr)
+        missing = [c for c in cells if not store.is_done(c)]
+        log(f"{len(rep['ran'])} cells trained, {len(rep['failed'])} failed")
+    if len(missing) == len(cells):
+        raise BookError(f"no results for profile {profile!r} under {results}: run `{run_command(profile, results)}` "
+                        "first, or pass --train")
+    if missing:
+        log(f"note: {len(missing)} of the {len(cells)} cells of profile {profile!r} are missing; the chapters list "
+            f"them. `{run_command(profile, results)}` (or book --train) trains them")
+
+
 def build(profile: str = "quick", results_root: Optional[str] = None, data_root: Optional[str] = None,
           skip_execute: bool = False, only: Optional[Sequence[str]] = None,
-          root: Optional[str] = None) -> Path:
+          root: Optional[str] = None, train: bool = False) -> Path:
     r = find_root(root)
     results = Path(results_root or os.environ.get("CAPSLIB_RESULTS", "results")).resolve()
+    data_root = data_root or os.environ.get("CAPSLIB_DATA")
     t0 = time.perf_counter()
+    from .runner import profile_grid
+    profile_grid(profile)   # an unknown profile: one line naming the known ones, before anything
+    if skip_execute and chapters_results(r, profile) not in (None, results):
+        log(f"note: the chapters of book/{profile}/ were executed from {chapters_results(r, profile)}; "
+            f"the overview shows that store, not {results}")
     if not skip_execute:
-        if not (results / profile).exists():
-            raise BookError(f"no results for profile {profile!r} under {results}: "
-                            f"run `python -m capslib run --profile {profile}` first (or pass --results-root)")
-        execute(r, profile, results, data_root or os.environ.get("CAPSLIB_DATA"), only)
+        check_store(profile, results, data_root, train)
+        execute(r, profile, results, data_root, only)
     check_chapters(r, profile)
     write_overview(r, results)
     from .vendor import vendor_js   # (book.py is also loaded alone, as a Sphinx extension)
@@ -309,9 +373,12 @@ def build(profile: str = "quick", results_root: Optional[str] = None, data_root:
 
 
 def main(args) -> int:
+    from .config import ConfigError
+    from .store import StoreError
     try:
-        build(args.profile, args.results_root, args.data_root, args.skip_execute, args.only, args.root)
-    except BookError as e:
+        build(args.profile, args.results_root, args.data_root, args.skip_execute, args.only, args.root,
+              getattr(args, "train", False))
+    except (BookError, ConfigError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
     b.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
     b.add_argument("--skip-execute", action="store_true", help="build from the chapters already in book/<profile>/")
+    b.add_argument("--train", action="store_true",
+                   help="train the profile's missing cells first, with a progress bar (else the chapters list them)")
     b.add_argument("--only", action="append", metavar="NAME", help="execute only this notebook (repeatable)")
     b.add_argument("--root", default=None, help="the book's top folder (default: this checkout)")
     return p

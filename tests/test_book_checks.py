@@ -1,0 +1,117 @@
+"""`book` at the door: a known profile, a readable store, no silent training, advice that runs,
+and errors inside papermill shown as one line."""
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+import capslib.runner as runner
+from capslib import book
+from capslib.cli import build_parser, grid_from_args, main
+
+from test_store import _store_with_cells, _truncate
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def book_root(tmp_path) -> Path:
+    """A copy of the book's sources (config, toc, notebooks) to execute into."""
+    root = tmp_path / "bookroot"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    return root
+
+
+def suggested_command_runs(message: str) -> None:
+    """The `python -m capslib ...` command quoted in ``message`` parses and names a grid."""
+    cmd = shlex.split(message.split("`")[1])
+    assert cmd[:3] == ["python", "-m", "capslib"]
+    args = build_parser().parse_args(cmd[3:])
+    assert grid_from_args(args).cells()
+
+
+def test_unknown_profile_one_line(capsys, tmp_path):
+    assert main(["book", "--profile", "huge", "--results-root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "error: unknown profile 'huge'; choose one of quick, paper"
+
+
+@pytest.mark.parametrize("make_empty_profile", [False, True])
+def test_empty_store_suggests_a_command_that_runs(capsys, tmp_path, monkeypatch, make_empty_profile):
+    monkeypatch.setattr(runner, "run_grid", lambda *a, **k: pytest.fail("book trained"))
+    results = tmp_path / "res"
+    if make_empty_profile:
+        (results / "quick" / "cells").mkdir(parents=True)
+    assert main(["book", "--profile", "quick", "--results-root", str(results), "--root", str(REPO)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: no results for profile 'quick' under {results}: run `python -m capslib run "
+                   f"--profile quick --results-root {results}` first, or pass --train")
+    suggested_command_runs(err)
+
+
+def test_damaged_store_named_before_executing(tmp_path, monkeypatch):
+    store, cells = _store_with_cells(tmp_path, monkeypatch, n=1)
+    _truncate(store.cell_dir(cells[0]) / "cell.json")
+    with pytest.raises(book.BookError) as e:
+        book.check_store("quick", store.root, None, train=False)
+    msg = str(e.value)
+    assert str(store.cell_dir(cells[0]) / "cell.json") in msg and "not valid JSON" in msg and "\n" not in msg
+    suggested_command_runs(msg)
+
+
+def test_book_reports_missing_cells_and_notebooks_only_read(tmp_path, monkeypatch, capsys):
+    store, cells = _store_with_cells(tmp_path, monkeypatch, n=2)
+    monkeypatch.setattr(runner, "run_grid", lambda *a, **k: pytest.fail("book trained"))
+    book.check_store("quick", store.root, None, train=False)
+    out = capsys.readouterr().out
+    n = len(runner.PROFILES["quick"].cells())
+    assert f"note: {n - 2} of the {n} cells of profile 'quick' are missing; the chapters list them." in out
+    suggested_command_runs(out)
+    root, seen = book_root(tmp_path), {}
+
+    def fake_run(src, dst, params, cwd, name=""):
+        seen[src.stem] = params
+        shutil.copy(src, dst)
+    monkeypatch.setattr(book, "run_notebook", fake_run)
+    monkeypatch.setattr(book, "ensure_kernel", lambda: None)
+    book.execute(root, "quick", store.root, None, only=["novelty_auroc", "roc_curves"])
+    assert {k: v["train"] for k, v in seen.items()} == {"novelty_auroc": False, "roc_curves": False}
+
+
+def test_params_yml_unknown_parameter_one_line(tmp_path):
+    root = book_root(tmp_path)
+    (root / "notebooks" / "params.yml").write_text("quick:\n  novelty_auroc: {clases: 3}\n")
+    with pytest.raises(book.BookError) as e:
+        book.execute(root, "quick", tmp_path, None)
+    assert str(e.value).startswith("notebooks/params.yml: quick.novelty_auroc sets clases, which the notebook "
+                                   "does not know; it knows data_root, datasets, epochs,")
+
+
+def test_skip_execute_overview_shows_the_store_the_chapters_read(tmp_path, monkeypatch):
+    store, cells = _store_with_cells(tmp_path, monkeypatch, n=2)
+    root = book_root(tmp_path)
+    chapters = root / "book" / "quick"
+    chapters.mkdir(parents=True)
+    nb = json.loads((root / "notebooks" / "novelty_auroc.ipynb").read_text())
+    nb["metadata"]["papermill"] = {"parameters": {"profile": "quick", "results_root": str(store.root)}}
+    (chapters / "novelty_auroc.ipynb").write_text(json.dumps(nb))
+    text = book.write_overview(root, tmp_path / "empty").read_text()
+    quick = text.split("## Profile `quick`")[1].split("## Profile")[0]
+    n = len(runner.PROFILES["quick"].cells())
+    assert "No results" not in quick and f"2 of the {n} cells of the profile's grid are finished" in quick
+
+
+def test_papermill_error_is_one_line(tmp_path):
+    """A real papermill run given an unknown parameter: the build shows the notebook's one line."""
+    with pytest.raises(Exception) as e:
+        book.run_notebook(REPO / "notebooks" / "novelty_auroc.ipynb", tmp_path / "out.ipynb",
+                          {"results_root": str(tmp_path), "clases": 3}, cwd=tmp_path)
+    what = book._describe_failure(e.value)
+    assert what.endswith("ConfigError: unknown parameter 'clases' for this notebook; it knows data_root, datasets, "
+                         "epochs, extra_held_outs, held_outs, methods, profile, results_root, seeds, train")
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    tracebacks = [o["traceback"] for c in out["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert len(tracebacks) == 1 and len(tracebacks[0]) == 1   # one line in the notebook too
