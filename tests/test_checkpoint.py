@@ -1,0 +1,197 @@
+"""In-flight checkpoints (capslib.checkpoint), the paper grid's priority order and the
+per-row status (capslib.grid_status)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from capslib.checkpoint import Checkpoint, TrainingPaused, in_flight
+from capslib.config import CellSpec
+from capslib.grid_status import row_label, row_status
+from capslib.runner import PRIORITY, prioritized, profile_grid, run_cell, stage_of
+from capslib.store import ResultsStore
+
+SPEC = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=3)
+ROOT = Path(__file__).resolve().parents[1]
+
+DRIVER = """
+import sys, torch
+from capslib.config import CellSpec
+from capslib.runner import run_cell
+from capslib.store import ResultsStore
+torch.set_num_threads(2)
+spec = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=3)
+doc = run_cell(spec, ResultsStore(sys.argv[1], "t"), device="cpu", precision="fp32")
+print("resumed_from_epoch", doc["provenance"].get("resumed_from_epoch", 0))
+"""
+
+
+def _driver(root, cache):
+    env = {**os.environ, "CAPSLIB_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(root)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _same_arrays(a: ResultsStore, b: ResultsStore, spec) -> None:
+    x, y = a.load_arrays(spec), b.load_arrays(spec)
+    assert x.keys() == y.keys()
+    for k in x:
+        assert np.array_equal(x[k], y[k]), k
+    ra, rb = a.load_cell(spec)["rows"], b.load_cell(spec)["rows"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("train_seconds", "finished_utc")} for r in rows]
+    assert strip(ra) == strip(rb)
+
+
+@pytest.mark.slow
+def test_cell_killed_after_first_epoch_resumes_bitwise(tmp_path):
+    """A subprocess killed (SIGKILL) once its first epoch's checkpoint exists; a second run
+    resumes from it; the stored cell equals an uninterrupted run's, bit for bit."""
+    ref = _driver(tmp_path / "ref", tmp_path / "cache-ref")
+    assert ref.wait(600) == 0, ref.stdout.read()
+
+    cache = tmp_path / "cache"
+    p = _driver(tmp_path / "run", cache)
+    t0 = time.monotonic()
+    while not list(cache.glob("checkpoints/*/*.json")):
+        assert p.poll() is None, "the run ended before its first checkpoint: " + p.stdout.read()
+        assert time.monotonic() - t0 < 600
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait(60)
+    store = ResultsStore(tmp_path / "run", "t")
+    assert not store.is_done(SPEC)
+    meta = json.loads(next(cache.glob("checkpoints/*/*.json")).read_text())
+    assert meta["cell_id"] == SPEC.cell_id and 1 <= meta["epoch"] < 3
+
+    q = _driver(tmp_path / "run", cache)
+    out = q.communicate(timeout=600)[0]
+    assert q.returncode == 0, out
+    resumed = int(out.split("resumed_from_epoch")[-1].split()[0])
+    assert resumed >= 1
+    _same_arrays(store, ResultsStore(tmp_path / "ref", "t"), SPEC)
+    assert not list(cache.glob("checkpoints/*/*.pt")), "the checkpoint goes once the cell is stored"
+
+
+@pytest.mark.slow
+def test_paused_cell_resumes_bitwise_in_process(tmp_path):
+    """A deadline already past pauses the cell after epoch 1 (TrainingPaused, nothing
+    stored); the next run resumes and stores exactly the uninterrupted cell."""
+    ref = ResultsStore(tmp_path / "ref", "t")
+    run_cell(SPEC, ref, device="cpu", precision="fp32")
+    store = ResultsStore(tmp_path / "run", "t")
+    with pytest.raises(TrainingPaused) as e:
+        run_cell(SPEC, store, device="cpu", precision="fp32", deadline=time.monotonic())
+    assert (e.value.epoch, e.value.epochs) == (1, 3) and not store.is_done(SPEC)
+    flying = in_flight(store.dir)
+    assert [(m["cell_id"], m["epoch"], m["epochs"], m["precision"]) for m in flying] == [(SPEC.cell_id, 1, 3, "fp32")]
+    doc = run_cell(SPEC, store, device="cpu", precision="fp32")
+    assert doc["provenance"]["resumed_from_epoch"] == 1 and doc["provenance"]["precision"] == "fp32"
+    _same_arrays(store, ref, SPEC)
+    assert in_flight(store.dir) == []
+
+
+def _saved_checkpoint(tmp_path, precision="fp32") -> Checkpoint:
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, 10)
+    ck = Checkpoint(tmp_path / "store" / "t", "cell-a", precision)
+    ck.save(model, opt, sched, torch.Generator().manual_seed(3), 2, 5, 12.5, 0.25)
+    return ck
+
+
+def test_checkpoint_round_trip_restores_every_state(tmp_path):
+    ck = _saved_checkpoint(tmp_path)
+    state = ck.load()
+    assert state["epoch"] == 2 and state["train_seconds"] == 12.5 and ck.resumed_from == 2
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(model.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, 10)
+    g = torch.Generator()
+    np.random.seed(1)
+    expected_np = np.random.rand()
+    np.random.seed(1)
+    ck2 = Checkpoint(tmp_path / "store" / "t", "cell-a")
+    ck2.save(model, opt, sched, torch.Generator().manual_seed(3), 1, 5, 1.0, 0.5)
+    np.random.rand()                                    # move the global state on
+    ck2.restore(ck2.load(), model, opt, sched, g)
+    assert np.random.rand() == expected_np              # numpy's state came back
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(3).get_state())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other precision", "other cell"])
+def test_damaged_or_foreign_checkpoint_is_reported_and_dropped(tmp_path, damage):
+    ck = _saved_checkpoint(tmp_path)
+    if damage == "truncated":
+        ck.path.write_bytes(ck.path.read_bytes()[:100])
+    elif damage == "garbage":
+        ck.path.write_bytes(b"not a checkpoint at all")
+    lines = []
+
+    class Sink:
+        def write(self, s):
+            lines.append(s)
+
+        def flush(self):
+            pass
+    reader = Checkpoint(tmp_path / "store" / "t", "cell-a", "bf16" if damage == "other precision" else "fp32",
+                        out=Sink())
+    if damage == "other cell":            # a file named for cell-a that holds another cell's training
+        state = torch.load(reader.path, weights_only=True)
+        state["cell_id"] = "cell-b"
+        torch.save(state, reader.path)
+    assert reader.load() is None
+    text = "".join(lines).strip()
+    assert text.count("\n") == 0 and "starting cell-a over" in text and str(reader.path) in text
+    assert not reader.path.exists()
+
+
+def test_paper_order_fills_seed_zero_tables_first():
+    cells = prioritized(profile_grid("paper").cells(), "paper")
+    assert len(cells) == len(profile_grid("paper").cells())
+    stages = [stage_of(c, "paper") for c in cells]
+    assert stages == sorted(stages) and max(stages) < len(PRIORITY["paper"])   # every cell has a stage
+    r = [c.resolved() for c in cells]
+    a0 = [x for x in r if x.protocol == "imbalanced" and x.seed == 0]
+    assert r[:len(a0)] == a0                                                   # (1) paper A seed 0 first,
+    assert [x.dataset for x in a0] == sorted([x.dataset for x in a0], key=["mnist", "fashion", "kmnist"].index)
+    assert {x.method for x in a0[:80]} == {"capsnet", "cnn", "deepsad"} and {x.dataset for x in a0[:80]} == {"mnist"}
+    nxt = r[len(a0):len(a0) + 15]                                              # (2) then the MNIST case studies
+    assert all(x.protocol == "novelty" and x.dataset == "mnist" and x.seed == 0 for x in nxt)
+    assert {x.held_out for x in nxt} == {(2,), (9,), (0, 3, 5)}
+    after = r[len(a0) + 15:]
+    a12 = [x for x in after if x.protocol == "imbalanced"]
+    assert after[:len(a12)] == a12 and {x.seed for x in a12} == {1, 2}         # (3) paper A seeds 1, 2
+    assert [x.seed for x in a12[:240]] == [1] * 80 + [2] * 80 + [1] * 80       # seed 1 of MNIST before seed 2
+    rest = after[len(a12):]
+    assert all(x.protocol == "novelty" for x in rest)                          # (4) the rest of paper B,
+    seeds = [x.seed for x in rest]
+    assert seeds == sorted(seeds)                                              # seed 0 before seeds 1, 2
+
+
+class _FakeStore:
+    def __init__(self, done, tmp):
+        self.done, self.dir = set(done), tmp
+
+    def is_done(self, spec):
+        return spec.cell_id in self.done
+
+
+def test_row_status_counts_cells_per_row_and_seed(tmp_path):
+    cells = prioritized(profile_grid("paper").cells(), "paper")
+    done = [c.cell_id for c in cells if c.protocol == "imbalanced" and c.dataset == "mnist" and c.seed == 0
+            and c.variant == "proposed" and c.anomaly_fraction == 0.01 and c.normal_class < 7]
+    rows = {(s.label, s.seed): s for s in row_status(cells, _FakeStore(done, tmp_path / "t"))}
+    st = rows[("paper A · MNIST · proposed 1%", 0)]
+    assert (st.done, st.total) == (7, 10) and st.line() == "paper A · MNIST · proposed 1% · seed 0: 7/10"
+    assert (rows[("paper A · MNIST · proposed 1%", 1)].done, rows[("paper A · KMNIST · cnn 10%", 2)].total) == (0, 10)
+    assert rows[("paper B · MNIST held out {0, 3, 5} · capsnet", 0)].total == 1
+    assert rows[("paper B · Fashion-MNIST · vae", 0)].total == 10
+    assert sum(s.total for s in rows.values()) == len(cells)
+    assert row_label(CellSpec("imbalanced", "mnist", "cnn", normal_class=0, anomaly_fraction=0.1)) == "paper A · MNIST · cnn 10%"
