@@ -27,8 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--methods", help="e.g. capsnet")
         s.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
         s.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
+        if name == "status":
+            s.add_argument("--summary", action="store_true",
+                           help="progress per table row and seed, cells in flight, and the time the rest would take")
+            s.add_argument("--device", default=None, help="the device whose measured rate --summary uses")
         if name == "run":
             s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+            s.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                           help="the plain path's CapsNet precision (default: bf16 where the device has it "
+                                "natively, else fp32)")
             s.add_argument("--no-progress", action="store_true")
             s.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                            help="train CapsNet cells in stacked groups (default: on for cuda, off for cpu)")
@@ -49,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the profile's missing cells first, with a progress bar (else the chapters list them)")
     b.add_argument("--only", action="append", metavar="NAME", help="execute only this notebook (repeatable)")
     b.add_argument("--root", default=None, help="the book's top folder (default: this checkout)")
+    add_detector_commands(sub)
     return p
 
 
@@ -58,39 +66,64 @@ def grid_from_args(args):
 
 
 def cmd_run(args) -> int:
-    from .runner import run_grid
+    from .runner import prioritized, run_grid
     from .store import ResultsStore
-    cells = grid_from_args(args).cells()
+    cells = prioritized(grid_from_args(args).cells(), args.profile)
     store = ResultsStore(args.results_root, args.profile)
     options = FastOptions.from_flags(args)
     t0 = time.perf_counter()
     rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress,
-                   fast=args.fast, group_size=args.group_size, time_budget=args.time_budget, fast_options=options)
+                   fast=args.fast, group_size=args.group_size, time_budget=args.time_budget, fast_options=options,
+                   precision=args.precision)
+    paused = f" ({len(rep['paused'])} paused mid-training, resumable)" if rep.get("paused") else ""
     print(f"{len(rep['ran'])} cells ran, {len(rep['skipped'])} already finished, {len(rep['failed'])} failed, "
-          f"{len(rep['deferred'])} left for the next run, in {time.perf_counter() - t0:.1f} s; results in {store.dir}")
+          f"{len(rep['deferred'])} left for the next run{paused}, in {time.perf_counter() - t0:.1f} s; "
+          f"results in {store.dir}")
     for cid, msg in rep["failed"].items():
         print(f"failed: {cid}: {msg}", file=sys.stderr)
     return 1 if rep["failed"] else 0
 
 
 def cmd_status(args) -> int:
+    from .checkpoint import in_flight
+    from .runner import prioritized
     from .store import ResultsStore
-    cells = grid_from_args(args).cells()
+    cells = prioritized(grid_from_args(args).cells(), args.profile)
     store = ResultsStore(args.results_root, args.profile)
     damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
     done = [c for c in cells if store.is_done(c) and c.cell_id not in damaged]
     missing = [c for c in cells if not store.is_done(c)]
-    for c in done:
-        print(f"finished  {c.cell_id}")
-    for c in missing:
-        print(f"missing   {c.cell_id}")
+    ids = {c.cell_id for c in cells}
+    flying = [m for m in in_flight(store.dir) if m["cell_id"] in ids and not store.is_done(m["cell_id"])]
+    if args.summary:
+        _print_summary(args, cells, store)
+    else:
+        for c in done:
+            print(f"finished  {c.cell_id}")
+        for c in missing:
+            print(f"missing   {c.cell_id}")
+    for m in flying:
+        print(f"in flight {m['cell_id']}: epoch {m.get('epoch')}/{m.get('epochs')} ({m.get('precision')}, "
+              f"checkpoint of {m.get('updated_utc')})")
     for cid, err in damaged.items():
         print(f"damaged   {cid}: {err}")
-    print(f"{len(done)}/{len(cells)} cells finished, {len(missing)} missing ({store.dir})")
+    print(f"{len(done)}/{len(cells)} cells finished, {len(flying)} in flight, {len(missing)} missing ({store.dir})")
     if damaged:
         print(f"{len(damaged)} damaged cells: `{store.fix_command()}` moves them to {store.quarantine_dir} "
               "and trains them again")
     return 0
+
+
+def _print_summary(args, cells, store) -> None:
+    import torch
+    from .grid_status import eta_lines, row_status
+    from .store import device_name
+    from .train import default_precision
+    for st in row_status(cells, store):
+        print(st.line())
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    for line in eta_lines(cells, store, device_name(device), default_precision(device), args.data_root):
+        print(line)
 
 
 def cmd_download(args) -> int:
@@ -108,6 +141,8 @@ def main(argv=None) -> int:
         if args.command == "book":
             from .book import main as cmd_book
             return cmd_book(args)
+        if args.command in DETECTOR_COMMANDS:
+            return DETECTOR_COMMANDS[args.command](args)
         return {"run": cmd_run, "status": cmd_status, "download": cmd_download}[args.command](args)
     except (ConfigError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -115,3 +150,101 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept; rerun to continue", file=sys.stderr)
         return 130
+
+
+# ---- fit / score: a detector on your own images (capslib.folder, capslib.detector) ----------------
+def add_detector_commands(sub) -> None:
+    f = sub.add_parser("fit", help="fit a capsule anomaly detector on a folder of your images",
+                       description="FOLDER/normal/ plus a few FOLDER/anomalous/: paper A (two-capsule CapsNet, AS "
+                                   "with a logistic threshold); FOLDER/normal/<class>/ for two classes or more: "
+                                   "paper B (CapsNet classifier, -PP and -RE). Optional FOLDER/test/normal/ and "
+                                   "FOLDER/test/anomalous/; else the test set is drawn with a fixed seed.")
+    f.add_argument("folder")
+    f.add_argument("--out", required=True, metavar="MODEL_DIR", help="where model.safetensors and model.json go")
+    f.add_argument("--epochs", help="default: the paper's (A: 10, B: 20)")
+    f.add_argument("--batch-size", help="default: the paper's (A: 32, B: 100)")
+    f.add_argument("--image-size", default="28", help="square input size in pixels (default 28, at least 17)")
+    f.add_argument("--channels", default="1", help="1 grayscale (default), 3 RGB, 2 or 4 with alpha, or keep")
+    f.add_argument("--seed", default="0", help="training seed (default 0)")
+    f.add_argument("--test-fraction", default="0.3", help="share of each folder tested when there is no test/")
+    f.add_argument("--split-seed", default="0", help="seed of that draw (default 0)")
+    f.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    f.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="the CapsNet's forward pass (default: bf16 where the device has it natively, else fp32)")
+    f.add_argument("--skip-unreadable", action="store_true", help="list unreadable files and go on instead of stopping")
+    f.add_argument("--no-progress", action="store_true")
+    s = sub.add_parser("score", help="score images with a model written by fit (one CSV row per image)")
+    s.add_argument("model_dir")
+    s.add_argument("images", nargs="+", help="image files, or folders (searched recursively)")
+    s.add_argument("--csv", default=None, help="the CSV to write (default: standard output)")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--skip-unreadable", action="store_true", help="list unreadable files and go on instead of stopping")
+
+
+def _device(name):
+    import torch
+
+    from .config import ConfigError
+    from .train import default_device
+    try:
+        device = torch.device(name) if name else default_device()
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: no CUDA device here; use --device cpu")
+    return device
+
+
+def _report_skipped(skipped) -> None:
+    for path, why in skipped:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+
+
+def cmd_fit(args) -> int:
+    from .config import as_float, as_int
+    from .detector import FitSettings, fit
+    from .folder import Preprocessing, load_folder
+    from .train import default_precision
+
+    device = _device(args.device)
+    channels = None if args.channels == "keep" else as_int("--channels", args.channels)
+    opt = lambda v, name: None if v is None else as_int(name, v)
+    settings = FitSettings(opt(args.epochs, "--epochs"), opt(args.batch_size, "--batch-size"),
+                           seed=as_int("--seed", args.seed), precision=args.precision or default_precision(device))
+    data = load_folder(args.folder, Preprocessing(channels, as_int("--image-size", args.image_size)),
+                       as_float("--test-fraction", args.test_fraction), as_int("--split-seed", args.split_seed),
+                       skip_unreadable=args.skip_unreadable)
+    print(data.summary())
+    _report_skipped(data.skipped)
+    t0 = time.perf_counter()
+    det = fit(data, settings, device, progress=not args.no_progress)
+    det.save(args.out)
+    tr = det.meta["training"]
+    print(f"fitted in {time.perf_counter() - t0:.1f} s ({tr['train_seconds']:.1f} s training; {tr['epochs']} epochs, "
+          f"batch {tr['batch_size']}, {tr['precision']}, {det.meta['device']}); model in {args.out}")
+    for score, m in det.meta["test_metrics"].items():
+        acc = f", accuracy {m['accuracy']:.4f} at threshold {m['threshold']:.4g}" if m["accuracy"] == m["accuracy"] else ""
+        print(f"  test {score}: AUROC {m['auroc']:.4f}{acc}")
+    if not det.meta["test_metrics"]:
+        print("  (the test set holds no anomalies: no AUROC)")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .detector import Detector, collect_images, write_csv
+    from .folder import FolderError
+
+    det = Detector.load(args.model_dir, _device(args.device))
+    files, skipped = collect_images(args.images)
+    if not files:
+        raise FolderError(f"no image files (PNG, JPEG, BMP, TIFF) among {' '.join(args.images)}")
+    rows, unread = det.score_files(files, skip_unreadable=args.skip_unreadable)
+    write_csv(rows, args.csv or sys.stdout)
+    _report_skipped(skipped + unread)
+    flagged = sum(r.get("anomalous", 0) for r in rows)
+    decision = f", {flagged} above the {det.decision_score} threshold" if det.decision_score else ""
+    print(f"{len(rows)} image(s) scored{decision}" + (f"; scores in {args.csv}" if args.csv else ""), file=sys.stderr)
+    return 0
+
+
+DETECTOR_COMMANDS = {"fit": cmd_fit, "score": cmd_score}
