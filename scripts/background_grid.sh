@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The next cells of the paper grid, in the background, while you work:
+#
+#   bash scripts/background_grid.sh MINUTES [extra `python -m capslib run` options]
+#
+# It checks out the current commit into a separate git worktree (so that editing this
+# checkout cannot disturb the run), and there starts, niced, in the background:
+#
+#   python -m capslib run --profile paper --results-root <this checkout>/results \
+#       --time-budget <MINUTES*60> --no-progress [extra options]
+#
+# The run trains the missing cells in the paper profile's priority order (capslib.runner.
+# PRIORITY: paper A seed 0 first), in bf16 where the CPU has it natively, and starts no
+# cell that would end after MINUTES unless the cell is resumable: a CapsNet cell is
+# checkpointed after every epoch (under $CAPSLIB_CACHE) and pauses at the last epoch
+# boundary before the deadline; the next run resumes it. A hard stop (SIGINT) follows 10
+# minutes after the deadline in case an epoch runs long; an interrupted cell loses at most
+# the epoch in progress.
+#
+# Before you stop working: `python -m capslib status --profile paper --summary`, then
+# commit the finished cells (`git add results/paper && git commit`); their provenance
+# (commit, device, precision, seconds) is in each cell.json.
+#
+# Environment: CAPSLIB_DATA (the MNIST-family data root; default ~/.cache/capslib/data),
+# PYTHON (default python3), CAPSLIB_GRID_WORKTREE (default /tmp/capslib-grid),
+# CAPSLIB_GRID_LOG (default /tmp/capslib-grid.log), FOREGROUND=1 to wait for the run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+PY="${PYTHON:-python3}"
+if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ]; then
+    echo "usage: bash scripts/background_grid.sh MINUTES [run options]   (MINUTES: a whole number >= 1)" >&2
+    exit 2
+fi
+MINUTES="$1"; shift
+WT="${CAPSLIB_GRID_WORKTREE:-/tmp/capslib-grid}"
+LOG="${CAPSLIB_GRID_LOG:-/tmp/capslib-grid.log}"
+DATA="${CAPSLIB_DATA:-$HOME/.cache/capslib/data}"
+
+if pgrep -f "capslib run --profile paper --results-root $ROOT/results" >/dev/null; then
+    echo "error: a background grid run on $ROOT/results is already running (pgrep -af 'capslib run --profile paper')" >&2
+    exit 1
+fi
+SHA="$(git rev-parse HEAD)"
+if [ -n "$(git status --porcelain --untracked-files=no -- capslib)" ]; then
+    echo "note: capslib/ has uncommitted changes; the run uses the committed code of ${SHA:0:12}" >&2
+fi
+# a fresh worktree at this commit (an older one from an earlier session is replaced)
+if [ -e "$WT" ]; then git worktree remove --force "$WT" 2>/dev/null || rm -rf "$WT"; fi
+git worktree prune
+git worktree add --detach --quiet "$WT" "$SHA"
+
+BUDGET=$(( MINUTES * 60 ))
+CMD=(nice -n 19 timeout --signal=INT --kill-after=60 $(( BUDGET + 600 ))
+     "$PY" -m capslib run --profile paper --results-root "$ROOT/results" --data-root "$DATA"
+     --time-budget "$BUDGET" --no-progress "$@")
+{
+    echo "== $(date -u +%FT%TZ) background grid at ${SHA:0:12}, $MINUTES min, in $WT"
+    echo "== ${CMD[*]}"
+} >> "$LOG"
+cd "$WT"
+if [ "${FOREGROUND:-0}" = 1 ]; then
+    "${CMD[@]}" >> "$LOG" 2>&1
+    echo "== $(date -u +%FT%TZ) exit $?" >> "$LOG"
+    exit 0
+fi
+nohup bash -c '"$@" >> "$0" 2>&1; echo "== $(date -u +%FT%TZ) exit $?" >> "$0"' "$LOG" "${CMD[@]}" >/dev/null 2>&1 &
+echo "background grid started (pid $!), $MINUTES min, commit ${SHA:0:12}; log: $LOG"
+echo "  progress:  $PY -m capslib status --profile paper --summary --data-root $DATA"
+echo "  stop it:   pkill -INT -f 'capslib run --profile paper --results-root $ROOT/results'  (keeps the last epoch)"
+echo "  then:      git add results/paper && git commit -m 'Paper profile: cells from the background grid'"
