@@ -1,0 +1,144 @@
+"""fit / score on a folder of images (issue 16): the commands end to end on a digits folder, the
+saved model's round trip, and the one-line refusals of corrupt or other-version model files."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("safetensors")
+from capslib.cli import main  # noqa: E402
+from capslib.data import load_dataset  # noqa: E402
+from capslib.detector import META, WEIGHTS, Detector, FitSettings, ModelFileError, fit, fit_or_load  # noqa: E402
+from capslib.folder import MIN_NORMAL, load_folder, save_image, write_example_folder  # noqa: E402
+from capslib.scores import auroc  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """`python -m capslib fit` on digits class 0 with 10% anomalies (paper A), one epoch, CPU."""
+    tmp = tmp_path_factory.mktemp("detector")
+    root = write_example_folder(tmp / "digits", "digits", "imbalanced", normal_class=0, anomaly_fraction=0.1)
+    model_dir = tmp / "model"
+    rc = main(["fit", str(root), "--out", str(model_dir), "--epochs", "1", "--device", "cpu",
+               "--precision", "fp32", "--no-progress"])
+    assert rc == 0
+    return root, model_dir
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_then_score_on_a_digits_folder(fitted, tmp_path, capsys):
+    root, model_dir = fitted
+    meta = json.loads((model_dir / META).read_text())
+    assert meta["protocol"] == "imbalanced" and meta["variant"] == "proposed" and meta["training"]["epochs"] == 1
+    assert meta["preprocessing"]["channels"] == 1 and meta["preprocessing"]["image_size"] == 28
+    assert np.isfinite(meta["thresholds"]["anomaly_score"]) and meta["commit"]
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model_dir), str(root / "test"), "--csv", str(out), "--device", "cpu"]) == 0
+    rows = read_csv(out)
+    tested = sorted(str(p) for p in (root / "test").rglob("*.png"))
+    assert sorted(r["path"] for r in rows) == tested                              # one row per image, no more
+    assert list(rows[0]) == ["path", "anomaly_score", "length_difference", "r_l", "routing_gini", "pp", "re",
+                             "threshold", "anomalous"]
+    s = np.array([float(r["anomaly_score"]) for r in rows])
+    labels = np.array(["/anomalous/" in r["path"] for r in rows])
+    thr = float(rows[0]["threshold"])
+    assert [int(r["anomalous"]) for r in rows] == list((s > thr).astype(int))
+    a = auroc(s, labels)
+    assert a > 0.8                                                                # clearly above chance, 1 epoch
+    assert a == pytest.approx(meta["test_metrics"]["anomaly_score"]["auroc"], abs=1e-3)   # same as at fit time
+    assert "scored" in capsys.readouterr().err
+
+
+def test_saved_model_reloads_bitwise(fitted, tmp_path):
+    _, model_dir = fitted
+    det = Detector.load(model_dir, "cpu")
+    det.save(tmp_path / "again")
+    assert (tmp_path / "again" / WEIGHTS).read_bytes() == (model_dir / WEIGHTS).read_bytes()
+    again = Detector.load(tmp_path / "again", "cpu")
+    for (k, a), (k2, b) in zip(det.model.state_dict().items(), again.model.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    x = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    s1, s2 = det.evaluate(x), again.evaluate(x)
+    assert s1.keys() == s2.keys() and all(np.array_equal(s1[k], s2[k]) for k in s1)
+
+
+def test_fitted_in_memory_equals_loaded_paper_b(tmp_path):
+    """A tiny paper B folder (two digit classes, one step): the model fitted in memory and the
+    one loaded from its files give the very same scores; fit_or_load reuses it."""
+    data = load_dataset("digits")
+    root = tmp_path / "b"
+    for c in (0, 1):
+        for i in np.flatnonzero(data.y_train.numpy() == c)[:MIN_NORMAL + 4]:
+            (root / "normal" / f"c{c}").mkdir(parents=True, exist_ok=True)
+            save_image(data.x_train[i], root / "normal" / f"c{c}" / f"{i}.png")
+    for i in np.flatnonzero(data.y_train.numpy() == 7)[:5]:
+        (root / "anomalous").mkdir(exist_ok=True)
+        save_image(data.x_train[i], root / "anomalous" / f"{i}.png")
+    folder = load_folder(root)
+    assert folder.protocol == "novelty"
+    settings = FitSettings(epochs=1, batch_size=64)
+    det, how = fit_or_load(folder, tmp_path / "m", settings, "cpu")
+    assert how == "fitted"
+    loaded, how = fit_or_load(folder, tmp_path / "m", settings, "cpu", train=False)
+    assert how == "loaded"
+    s1, s2 = det.evaluate(folder.x_test, keep=[0, 1]), loaded.evaluate(folder.x_test, keep=[0, 1])
+    assert all(np.array_equal(s1[k], s2[k]) for k in s1) and s1["reconstructions"].shape == (2, 1, 28, 28)
+    assert set(s1) >= {"pp", "re", "predicted_class"}
+    with pytest.raises(ModelFileError, match="another settings"):
+        fit_or_load(folder, tmp_path / "m", FitSettings(epochs=2, batch_size=64), "cpu", train=False)
+
+
+def _corrupt(src: Path, dst: Path, how: str) -> Path:
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / META).read_text())
+    if how == "flipped byte":
+        raw = bytearray((dst / WEIGHTS).read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        (dst / WEIGHTS).write_bytes(bytes(raw))
+    elif how == "truncated json":
+        (dst / META).write_text((dst / META).read_text()[:100])
+    elif how == "other version":
+        meta["format_version"] = 99
+        (dst / META).write_text(json.dumps(meta))
+    elif how == "other architecture":
+        meta["capsnet"]["n_classes"] = 3
+        (dst / META).write_text(json.dumps(meta))
+    elif how == "missing weights":
+        (dst / WEIGHTS).unlink()
+    return dst
+
+
+@pytest.mark.parametrize("how, says", [("flipped byte", "SHA-256 differs"), ("truncated json", "not valid JSON"),
+                                       ("other version", "format 99"), ("other architecture", "do not load"),
+                                       ("missing weights", "missing")])
+def test_corrupt_or_other_version_model_is_one_line(fitted, tmp_path, capsys, how, says):
+    root, model_dir = fitted
+    bad = _corrupt(model_dir, tmp_path / "bad", how)
+    with pytest.raises(ModelFileError, match=says) as e:
+        Detector.load(bad)
+    assert "\n" not in str(e.value)
+    img = next((root / "test" / "normal").iterdir())
+    assert main(["score", str(bad), str(img)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and says in err[0]
+
+
+def test_fit_refuses_one_class_in_one_line(tmp_path, capsys):
+    (tmp_path / "normal").mkdir()
+    for i in range(MIN_NORMAL):
+        save_image(torch.rand(1, 28, 28), tmp_path / "normal" / f"{i}.png")
+    assert main(["fit", str(tmp_path), "--out", str(tmp_path / "m"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither paper" in err[0]
