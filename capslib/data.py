@@ -17,11 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import OneLineError
+
 DATA_ENV = "CAPSLIB_DATA"
 DEFAULT_DATA_ROOT = Path.home() / ".cache" / "capslib" / "data"
 
 
-class DataError(Exception):
+class DataError(OneLineError):
     """A dataset is missing, corrupt or truncated; the message says what to do."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -94,29 +95,35 @@ def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device
         if budget is not None and not budget.allows_another():
             report["deferred"].extend(s.cell_id for s in group)
             continue
-        r0 = group[0].resolved()
-        data = load_dataset(r0.dataset, data_root)
-        splits = [split_for(s.resolved(), data) for s in group]
-        bar = tqdm(total=None, desc=f" fast x{len(group)} {r0.protocol}-{r0.dataset}", unit="step",
-                   leave=False, disable=not show_progress, file=out)
-
-        def progress(done, total, bar=bar):
-            bar.total = total
-            bar.update(done - bar.n)
-        t0 = time.perf_counter()
-        try:
-            results = train_group(group, data, splits, device, options, progress)
-        finally:
-            bar.close()
-        group_wall = time.perf_counter() - t0
-        if budget is not None:
-            budget.record(group_wall)
-        for spec, split, res in zip(group, splits, results):
-            if isinstance(res, NonFiniteLoss):
-                report["failed"][spec.cell_id] = str(res)
-                print(f"cell {spec.cell_id} failed, the others go on: {res}", file=out)
+        with ExitStack() as claims:   # the cells no other run holds (or has finished meanwhile)
+            held = [s for s in group if claims.enter_context(store.claim(s))]
+            report.setdefault("elsewhere", []).extend(s.cell_id for s in group if s not in held)
+            if not held:
                 continue
-            write_result(spec, store, split, res, device, group_wall / len(group),
-                         precision="bf16" if options.bf16 else ("tf32" if options.tf32 else "fp32"))
-            report["ran"].append(spec.cell_id)
+            group = held
+            r0 = group[0].resolved()
+            data = load_dataset(r0.dataset, data_root)
+            splits = [split_for(s.resolved(), data) for s in group]
+            bar = tqdm(total=None, desc=f" fast x{len(group)} {r0.protocol}-{r0.dataset}", unit="step",
+                       leave=False, disable=not show_progress, file=out)
+
+            def progress(done, total, bar=bar):
+                bar.total = total
+                bar.update(done - bar.n)
+            t0 = time.perf_counter()
+            try:
+                results = train_group(group, data, splits, device, options, progress)
+            finally:
+                bar.close()
+            group_wall = time.perf_counter() - t0
+            if budget is not None:
+                budget.record(group_wall)
+            for spec, split, res in zip(group, splits, results):
+                if isinstance(res, NonFiniteLoss):
+                    report["failed"][spec.cell_id] = str(res)
+                    print(f"cell {spec.cell_id} failed, the others go on: {res}", file=out)
+                    continue
+                write_result(spec, store, split, res, device, group_wall / len(group),
+                             precision="bf16" if options.bf16 else ("tf32" if options.tf32 else "fp32"))
+                report["ran"].append(spec.cell_id)
     return rest

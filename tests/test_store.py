@@ -279,3 +279,20 @@ def test_registered_migration_is_applied(tmp_path, monkeypatch):
     monkeypatch.setitem(store_mod.MIGRATIONS, 0, lambda d: {**{k: v for k, v in d.items() if k != "results"},
                                                              "rows": d["results"], "schema_version": 1})
     assert store.check_cell(cells[0]) is None and store.load_cell(cells[0])["rows"] == rows
+
+
+def test_fast_path_trains_only_unclaimed_cells(tmp_path):
+    """The stacked (GPU) path claims each cell of a group too: a cell another run holds is left to it."""
+    from capslib.runner import run_grid
+    cells = GridRequest(profile="quick", protocol="imbalanced", methods="capsnet", classes=0, fractions=0.1,
+                        epochs=1).cells()
+    assert len(cells) == 2
+    store = ResultsStore(tmp_path / "res", "quick")
+    store.locks_dir.mkdir(parents=True)
+    fd = locks.try_lock(store.locks_dir / cells[0].cell_id)    # another run holds cells[0]
+    try:
+        rep = run_grid(cells, store, show_progress=False, device="cpu", fast=True)
+    finally:
+        os.close(fd)
+    assert rep["elsewhere"] == [cells[0].cell_id] and rep["ran"] == [cells[1].cell_id]
+    assert store.finished_ids() == [cells[1].cell_id]
