@@ -95,8 +95,10 @@ def _group_menu(groups: list[str], trace_groups: list, x: float = 0.0) -> dict:
 
 
 def _layout(fig: go.Figure, title: str, menus: list, height: int = 480) -> None:
-    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top"), height=height,
-                      margin=dict(t=140), updatemenus=menus)
+    # the legend runs along the bottom, so that two panels side by side keep about 300 px each
+    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top"), height=height + 60,
+                      margin=dict(t=140, b=110, l=70, r=20), updatemenus=menus,
+                      legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0, xanchor="left"))
 
 
 def _column_key(c: str):
@@ -107,6 +109,19 @@ def _column_key(c: str):
 def _initial_visibility(fig: go.Figure, groups: list[str], trace_groups: list) -> None:
     for tr, g in zip(fig.data, trace_groups):
         tr.visible = g is None or (bool(groups) and g == groups[0])
+
+
+PANEL_HEIGHT = 320   # px per row of panels; two panels a row keep each about 300 px wide or more
+
+
+def _grid(panels: list[str]) -> tuple[int, int]:
+    """(rows, cols) for the panels: at most two side by side, the rest wrapped into rows."""
+    cols = 1 if len(panels) == 1 else 2
+    return -(-len(panels) // cols), cols
+
+
+def _pos(i: int, cols: int) -> tuple[int, int]:
+    return i // cols + 1, i % cols + 1
 
 
 def _empty(title: str) -> go.Figure:
@@ -128,11 +143,13 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
         return _empty(f"ROC, {protocol}, {dataset}")
     wanted = ROC_SCORES.get(protocol) if scores is None else scores
     panels, groups = _panels(cells), _groups(cells)
-    fig = make_subplots(1, len(panels), subplot_titles=[p or protocol for p in panels], shared_yaxes=True)
+    rows, cols = _grid(panels)
+    fig = make_subplots(rows, cols, subplot_titles=[p or protocol for p in panels], shared_yaxes=True,
+                        vertical_spacing=0.16, horizontal_spacing=0.05)
     trace_groups, seen, colors = [], set(), {}
     for _, cell in cells.iterrows():
         arrays = store.load_arrays(cell["cell_id"])
-        col = panels.index(cell["panel"]) + 1
+        row, col = _pos(panels.index(cell["panel"]), cols)
         for s in _scores_of(arrays, cell["method"], wanted):
             name = label(f"{cell['method']}:{s}")
             colors.setdefault(name, COLORS[len(colors) % len(COLORS)])
@@ -142,18 +159,32 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
                 x=np.round(fpr, 4), y=np.round(tpr, 4), mode="lines", name=name, legendgroup=name,
                 line=dict(color=colors[name]), showlegend=(cell["group"], name) not in seen,
                 hovertemplate=f"{name}<br>AUROC {auc.iloc[0]:.4f}<br>FPR %{{x}}<br>TPR %{{y}}<extra>{cell['cell_id']}</extra>"),
-                row=1, col=col)
+                row=row, col=col)
             seen.add((cell["group"], name))
             trace_groups.append(cell["group"])
-    for col in range(1, len(panels) + 1):
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
-                                 name="chance", showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
+    chance = np.logspace(-4, 0, 50)
+    for i in range(len(panels)):
+        row, col = _pos(i, cols)
+        fig.add_trace(go.Scatter(x=chance, y=chance, mode="lines", line=dict(dash="dot", color="grey"),
+                                 name="chance", showlegend=i == 0, hoverinfo="skip"), row=row, col=col)
         trace_groups.append(None)
     _initial_visibility(fig, groups, trace_groups)
-    fig.update_xaxes(range=[0, 1])
-    fig.update_xaxes(title_text="false positive rate", col=1)   # one title: several would run together
-    fig.update_yaxes(title_text="true positive rate", range=[0, 1.01], col=1)
-    _layout(fig, f"ROC curves · {protocol} · {dataset} · seed {_seed(cells, seed)}", [_group_menu(groups, trace_groups)])
+    # near AUROC 1 the curves hug the left edge: the false-positive axis is log-scaled by default
+    # (1e-4 .. 1), which spreads the few false positives out; a button switches back to linear
+    fig.update_xaxes(type="log", range=[-4, 0], dtick=1, exponentformat="power")
+    fig.update_yaxes(range=[0, 1.01])
+    fig.update_xaxes(title_text="false positive rate (log scale)", row=rows, col=1)   # one title for all panels
+    fig.update_yaxes(title_text="true positive rate", col=1)
+    n_x = len(panels)
+    scale = dict(buttons=[dict(label=lab, method="relayout", args=[{
+        **{f"xaxis{i if i > 1 else ''}.type": t for i in range(1, n_x + 1)},
+        **{f"xaxis{i if i > 1 else ''}.range": r for i in range(1, n_x + 1)},
+        f"xaxis{(rows - 1) * cols + 1 if (rows - 1) * cols + 1 > 1 else ''}.title.text": title}])
+        for lab, t, r, title in (("log FPR", "log", [-4, 0], "false positive rate (log scale)"),
+                                 ("linear FPR", "linear", [0, 1], "false positive rate"))],
+        type="buttons", direction="right", x=0.62, y=1.1, xanchor="left", yanchor="bottom", showactive=True)
+    _layout(fig, f"ROC curves · {protocol} · {dataset} · seed {_seed(cells, seed)}",
+            [_group_menu(groups, trace_groups), scale], height=PANEL_HEIGHT * rows + 170)
     return fig
 
 
@@ -179,20 +210,23 @@ def distribution_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, pro
                                  for s in _scores_of(loaded[cid], m)))
     default = default_score or ("capsnet:anomaly_score" if protocol == "imbalanced" else "capsnet:pp")
     options.sort(key=lambda o: (o != default, not o.startswith("capsnet:"), o))
-    fig = make_subplots(1, len(panels), subplot_titles=[p or protocol for p in panels], shared_yaxes=True)
+    rows, cols = _grid(panels)
+    fig = make_subplots(rows, cols, subplot_titles=[p or protocol for p in panels], shared_yaxes=True,
+                        vertical_spacing=0.16, horizontal_spacing=0.05)
     trace_groups, seen, per_option = [], set(), {o: {"x": [], "y": [], "width": []} for o in options}
     for _, cell in cells.iterrows():
-        a, col, cid = loaded[cell["cell_id"]], panels.index(cell["panel"]) + 1, cell["cell_id"]
+        a, cid = loaded[cell["cell_id"]], cell["cell_id"]
+        row, col = _pos(panels.index(cell["panel"]), cols)
         labels = a["test_labels"].astype(bool)
         for kind, sel, color in (("normal", ~labels, COLORS[0]), ("anomalous", labels, COLORS[1])):
             fig.add_trace(go.Bar(name=f"{kind} test images", marker_color=color, opacity=0.6, legendgroup=kind,
                                  showlegend=(cell["group"], kind) not in seen, hovertemplate=
-                                 f"{kind}<br>score %{{x}}<br>share %{{y}}<extra>{cid}</extra>"), row=1, col=col)
+                                 f"{kind}<br>score %{{x}}<br>share %{{y}}<extra>{cid}</extra>"), row=row, col=col)
             trace_groups.append(cell["group"])
             seen.add((cell["group"], kind))
         fig.add_trace(go.Scatter(mode="lines", name="threshold", line=dict(color="black", dash="dash"),
                                  legendgroup="thr", showlegend=(cell["group"], "thr") not in seen),
-                      row=1, col=col)
+                      row=row, col=col)
         trace_groups.append(cell["group"])
         seen.add((cell["group"], "thr"))
         for o in options:
@@ -222,11 +256,29 @@ def distribution_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, pro
         if isinstance(tr, go.Bar):
             tr.width = per_option[options[0]]["width"][i]
     _initial_visibility(fig, groups, trace_groups)
-    score_menu = _menu([(label(o), [per_option[o]]) for o in options], x=0.55, name="score")
-    fig.update_layout(barmode="overlay")
+    # a panel whose method has no such score says so instead of standing empty
+    titles = list(fig.layout.annotations)
+    methods = dict(zip(cells["panel"], cells["method"]))
+
+    def notes(o):
+        method = o.partition(":")[0]
+        out = []
+        for i, pnl in enumerate(panels):
+            if methods.get(pnl) != method:
+                ax = i + 1 if i else ""
+                out.append(dict(text=f"{pnl or protocol} has no score {label(o)}:<br>pick one of its own in the menu",
+                                xref=f"x{ax} domain", yref=f"y{ax} domain", x=0.5, y=0.5, showarrow=False,
+                                font=dict(color="grey")))
+        return titles + out
+
+    score_menu = dict(_menu([(label(o), [per_option[o], {"annotations": notes(o)}]) for o in options], x=0.55,
+                            name="score"))
+    for b in score_menu["buttons"]:
+        b["method"] = "update"
+    fig.update_layout(barmode="overlay", annotations=notes(options[0]) if options else titles)
     _layout(fig, f"Test scores · {protocol} · {dataset} · seed {_seed(cells, seed)}",
-            [_group_menu(groups, trace_groups), score_menu])
-    fig.update_xaxes(title_text="anomaly score (higher = more anomalous)")
+            [_group_menu(groups, trace_groups), score_menu], height=PANEL_HEIGHT * rows + 170)
+    fig.update_xaxes(title_text="anomaly score (higher = more anomalous)", row=rows, col=1)   # one title
     fig.update_yaxes(title_text="share of the label's test images", col=1)
     return fig
 

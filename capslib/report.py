@@ -404,9 +404,18 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop_duplicates("cell_id")[[c for c in CELL_COLUMNS if c in df.columns]].reset_index(drop=True)
 
 
+COST_COLUMNS = ["cell_id", "train_seconds", "finished_utc"]
+
+
 def cost_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Training time, device and commit per cell."""
-    return cells(df).sort_values(["protocol", "dataset", "method", "cell_id"]).reset_index(drop=True)
+    """Training time and finishing time per cell (the cell id names protocol, dataset, method,
+    class, fraction, seed, epochs and batch; device, torch and commit are in the provenance
+    table), narrow enough for the text column."""
+    c = cells(df)
+    if c.empty:
+        return pd.DataFrame(columns=COST_COLUMNS)
+    c = c.sort_values(["protocol", "dataset", "method", "cell_id"]).reset_index(drop=True)
+    return c[COST_COLUMNS]
 
 
 def cost_totals(df: pd.DataFrame) -> pd.DataFrame:

@@ -295,3 +295,60 @@ def test_linked_widget_works_without_kernel(site, browser):
         finally:
             v.close()
     pytest.skip("no chapter has a jslink-ed slider and number box")
+
+
+# --------------------------------------------------------------------------- layout (issue 12)
+LAYOUT_JS = """() => {
+  const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const width = col.getBoundingClientRect().width;
+  // a table counts as too wide only where the reader cannot scroll it within its output
+  const wide = [...col.querySelectorAll('table')].filter(t => {
+      const r = t.getBoundingClientRect();
+      let p = t.parentElement, scrolls = false;
+      while (p && p !== col) { const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') { scrolls = true; break; } p = p.parentElement; }
+      return !scrolls && r.width > width + 1;
+  }).map(t => Math.round(t.getBoundingClientRect().width));
+  const overlaps = [];
+  for (const f of document.querySelectorAll('.js-plotly-plot')) {
+    const boxes = [...f.querySelectorAll('.xtitle, .ytitle')].map(e => e.getBoundingClientRect()).filter(r => r.width > 0);
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      const a = boxes[i], b = boxes[j];
+      if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) overlaps.push(f.id);
+    }
+  }
+  const panels = [...document.querySelectorAll('.js-plotly-plot .nsewdrag')].map(e => Math.round(e.getBoundingClientRect().width));
+  return {width: Math.round(width), wide, overlaps, panels};
+}"""
+
+
+def test_paper_page_has_status_panel_and_chapters_fit(site, browser):
+    paper = HTML / "book" / "paper.html"
+    if not paper.exists():
+        pytest.skip("the paper page is not built")
+    v = Visit(browser, site, paper)
+    try:
+        sec = v.page.locator("section#reproduction-status")
+        assert sec.count() == 1, "no 'Reproduction status' section on the paper page"
+        text = sec.inner_text()
+        assert re.search(r"Paper A: \d+ of \d+ cells finished", text), text[:500]
+        assert re.search(r"Paper B: \d+ of \d+ cells finished", text), text[:500]
+        assert sec.locator("img").count() >= 1, "the status heat-map is not on the paper page"
+    finally:
+        v.close()
+    problems = []
+    for path in chapter_pages():
+        v = Visit(browser, site, path)
+        try:
+            v.page.wait_for_timeout(500)
+            lay = v.page.evaluate(LAYOUT_JS)
+            name = path.relative_to(HTML)
+            if lay["wide"]:
+                problems.append(f"{name}: tables wider than the {lay['width']} px column: {lay['wide']}")
+            if lay["overlaps"]:
+                problems.append(f"{name}: overlapping axis titles in {sorted(set(lay['overlaps']))}")
+            narrow = [w for w in lay["panels"] if w < 280]
+            if narrow:
+                problems.append(f"{name}: figure panels narrower than 280 px: {narrow}")
+        finally:
+            v.close()
+    assert not problems, "\n".join(problems)
