@@ -1,27 +1,25 @@
-"""The grid side of the fast path: group the missing CapsNet cells of a grid by shape,
-train each group with :func:`capslib.fast.train_stacked`, evaluate it stacked
-(:func:`capslib.fasteval.evaluate_stacked`), score every model with the plain path's code
-and write each finished cell to the store as ``run_cell`` does.
+"""The grid side of the fast path: group the missing CapsNet cells of a grid by shape
+(:func:`plan_groups`), train each group with :func:`capslib.fast.train_stacked`, evaluate
+it stacked (:func:`capslib.fasteval.evaluate_stacked`) and score every model with the plain
+path's code (:func:`train_group`).
 
-Called by :func:`capslib.runner.run_grid` when ``fast`` is on (the default on CUDA).
+Planned by :func:`capslib.runner.plan` when ``fast`` is on (the default on CUDA) and run by
+an executor as a :class:`capslib.execute.GroupUnit`; the runner writes the cells.
 """
 from __future__ import annotations
 
-import sys
 import time
-from contextlib import ExitStack
 from collections import OrderedDict
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
 from .config import CellSpec, ConfigError
-from .data import Dataset, load_dataset
+from .data import Dataset
 from .fast import FastOptions, StackedCapsNet, train_stacked
 from .fasteval import evaluate_stacked
 from .protocols import CellResult, capsnet_job, cell_result, evaluation_requests
 from .splits import Split
-from .train import NonFiniteLoss
 
 DEFAULT_GROUP_SIZE = 8
 
@@ -76,54 +74,3 @@ def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split
                                  "group": [s.cell_id for s in specs]}
         out.append(res)
     return out
-
-
-def run_groups(cells: Sequence[CellSpec], store, data_root, device: torch.device, report: dict,
-               group_size: int = DEFAULT_GROUP_SIZE, options: Optional[FastOptions] = None,
-               show_progress: bool = True, out=sys.stderr, budget=None) -> list[CellSpec]:
-    """Run the CapsNet cells among ``cells`` through the fast path, writing each one as
-    it is scored and adding it to ``report`` ('ran' / 'failed' / 'deferred' when the
-    runner's ``budget`` allows no further group); returns the other cells (the
-    baselines), which the caller runs on the plain path."""
-    from tqdm.auto import tqdm
-    from .runner import split_for, write_result
-
-    options = options or FastOptions()
-    mine = [c for c in cells if c.resolved().method == "capsnet"]
-    rest = [c for c in cells if c.resolved().method != "capsnet"]
-    for group in plan_groups(mine, group_size):
-        if budget is not None and not budget.allows_another():
-            report["deferred"].extend(s.cell_id for s in group)
-            continue
-        with ExitStack() as claims:   # the cells no other run holds (or has finished meanwhile)
-            held = [s for s in group if claims.enter_context(store.claim(s))]
-            report.setdefault("elsewhere", []).extend(s.cell_id for s in group if s not in held)
-            if not held:
-                continue
-            group = held
-            r0 = group[0].resolved()
-            data = load_dataset(r0.dataset, data_root)
-            splits = [split_for(s.resolved(), data) for s in group]
-            bar = tqdm(total=None, desc=f" fast x{len(group)} {r0.protocol}-{r0.dataset}", unit="step",
-                       leave=False, disable=not show_progress, file=out)
-
-            def progress(done, total, bar=bar):
-                bar.total = total
-                bar.update(done - bar.n)
-            t0 = time.perf_counter()
-            try:
-                results = train_group(group, data, splits, device, options, progress)
-            finally:
-                bar.close()
-            group_wall = time.perf_counter() - t0
-            if budget is not None:
-                budget.record(group_wall)
-            for spec, split, res in zip(group, splits, results):
-                if isinstance(res, NonFiniteLoss):
-                    report["failed"][spec.cell_id] = str(res)
-                    print(f"cell {spec.cell_id} failed, the others go on: {res}", file=out)
-                    continue
-                write_result(spec, store, split, res, device, group_wall / len(group),
-                             precision="bf16" if options.bf16 else ("tf32" if options.tf32 else "fp32"))
-                report["ran"].append(spec.cell_id)
-    return rest

@@ -1,168 +1,32 @@
-"""Profiles (named grids of cells) and the runner that trains only the missing cells.
+"""The runner: plans the missing cells of a grid, hands them to an executor, and alone
+writes the store.
 
-``run_grid`` is what the CLI, the notebooks and the tests call: it skips every cell
-already in the store, writes each finished cell at once, and a failing cell (a NaN
-loss) is reported by name while the others go on.
+``run_grid`` is what the CLI, the notebooks and the tests call. The run layer is a
+pipeline: the runner *plans* (the missing cells, in the order given, the CapsNets grouped
+for the fast path), claims each unit's cells and checks the time budget as an executor
+asks for the next unit; the executor (:class:`capslib.execute.InProcess`, the default, or
+:class:`capslib.cluster.DaskExecutor`) returns each cell's outcome; the runner writes every
+finished cell at once, and a failing cell (a NaN loss) is reported by name while the
+others go on. The profiles (:mod:`capslib.profiles`) are re-exported here.
 """
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional, Sequence
+from contextlib import ExitStack
+from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 
-from .checkpoint import Checkpoint, TrainingPaused
 from .config import CellSpec, ConfigError
 from .data import load_dataset
+from .execute import CellUnit, Done, Failed, GroupUnit, InProcess, Paused, Unit, epochs_run
 from .methods import method_for
-from .protocols import RunContext
+from .profiles import (PRIORITY, PROFILES, Grid, _matches, narrow, prioritized, profile_grid,  # noqa: F401
+                       stage_of)
 from .splits import Split, check_imbalanced, imbalanced_split, novelty_split
 from .store import ResultsStore, provenance, result_rows
-from .train import NonFiniteLoss, check_precision, default_device, default_precision
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A profile: which cells to run. Expanded by :meth:`cells`."""
-    imbalanced_datasets: tuple[str, ...] = ()
-    normal_classes: tuple[int, ...] = tuple(range(10))
-    fractions: tuple[float, ...] = (0.1, 0.01)
-    variants: tuple[str, ...] = ("standard", "proposed")
-    imbalanced_methods: tuple[str, ...] = ("capsnet",)
-    novelty_datasets: tuple[str, ...] = ()
-    held_outs: tuple[tuple[int, ...], ...] = tuple((c,) for c in range(10))
-    extra_held_outs: dict = field(default_factory=dict)      # dataset -> extra held-out sets (case studies)
-    novelty_methods: tuple[str, ...] = ("capsnet",)
-    seeds: tuple[int, ...] = (0,)
-    epochs: Optional[int] = None                              # None: the paper's
-    novelty_epochs: Optional[int] = None
-    novelty_batch_size: Optional[int] = None                  # None: the paper's
-
-    def cells(self) -> list[CellSpec]:
-        out = []
-        for ds in self.imbalanced_datasets:
-            for method in self.imbalanced_methods:
-                variants = self.variants if method == "capsnet" else ("",)
-                for c in self.normal_classes:
-                    for f in self.fractions:
-                        for v in variants:
-                            for s in self.seeds:
-                                out.append(CellSpec("imbalanced", ds, method, v, normal_class=c,
-                                                    anomaly_fraction=f, seed=s, epochs=self.epochs))
-        for ds in self.novelty_datasets:
-            held = list(self.held_outs) + [tuple(h) for h in self.extra_held_outs.get(ds, ())]
-            for method in self.novelty_methods:
-                for h in held:
-                    for s in self.seeds:
-                        out.append(CellSpec("novelty", ds, method, held_out=tuple(h), seed=s,
-                                            epochs=self.novelty_epochs or self.epochs,
-                                            batch_size=self.novelty_batch_size))
-        return out
-
-
-PROFILES: dict[str, Grid] = {
-    # minutes on two CPU cores: both protocols on the embedded digits. Paper B's batch of 100
-    # would leave the ~1,100 normal training digits only 11 steps an epoch: batch 32 instead.
-    "quick": Grid(imbalanced_datasets=("digits",), normal_classes=(0, 1, 8), fractions=(0.1, 0.01),
-                  novelty_datasets=("digits",), held_outs=((2,), (9,)), extra_held_outs={"digits": [(0, 3, 5)]},
-                  imbalanced_methods=("capsnet", "cnn", "deepsad"),
-                  novelty_methods=("capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp"),
-                  seeds=(0,), epochs=5, novelty_epochs=3, novelty_batch_size=32),
-    # the papers' settings (STUDY.md §5); needs a GPU
-    "paper": Grid(imbalanced_datasets=("mnist", "fashion", "kmnist"), novelty_datasets=("mnist", "fashion"),
-                  extra_held_outs={"mnist": [(0, 3, 5)]}, seeds=(0, 1, 2),
-                  imbalanced_methods=("capsnet", "cnn", "deepsad"),
-                  novelty_methods=("capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp")),
-}
-
-
-# The order in which a profile's missing cells are trained: stages that fill whole tables
-# early (seed 0 of every row before any second seed). A cell goes to the first stage whose
-# every key matches it; within a stage, lower seeds first, then the grid's order; unmatched
-# cells come last.
-PRIORITY: dict[str, list[dict]] = {
-    "paper": [
-        # (1) paper A, seed 0, dataset by dataset, with the CNN and Deep SAD references
-        {"protocol": "imbalanced", "seed": [0], "dataset": ["mnist"]},
-        {"protocol": "imbalanced", "seed": [0], "dataset": ["fashion"]},
-        {"protocol": "imbalanced", "seed": [0], "dataset": ["kmnist"]},
-        # (2) paper B's MNIST case studies (held out 2, 9, {0, 3, 5}), seed 0, every method
-        {"protocol": "novelty", "seed": [0], "dataset": ["mnist"], "held_out": [(2,), (9,), (0, 3, 5)]},
-        # (3) paper A, seeds 1 and 2
-        {"protocol": "imbalanced", "seed": [1, 2], "dataset": ["mnist"]},
-        {"protocol": "imbalanced", "seed": [1, 2], "dataset": ["fashion"]},
-        {"protocol": "imbalanced", "seed": [1, 2], "dataset": ["kmnist"]},
-        # (4) the rest of paper B, seed 0, then seeds 1 and 2
-        {"protocol": "novelty", "seed": [0], "dataset": ["mnist"]},
-        {"protocol": "novelty", "seed": [0], "dataset": ["fashion"]},
-        {"protocol": "novelty", "seed": [1, 2]},
-    ],
-}
-
-
-def _matches(spec: CellSpec, stage: dict) -> bool:
-    r = spec.resolved()
-    for key, want in stage.items():
-        have = getattr(r, key)
-        if isinstance(want, (list, tuple)) and not isinstance(want, str):
-            if have not in [tuple(w) if isinstance(w, (list, tuple)) else w for w in want]:
-                return False
-        elif have != want:
-            return False
-    return True
-
-
-def stage_of(spec: CellSpec, profile: str) -> int:
-    """The index of a cell's priority stage in ``PRIORITY[profile]`` (len(stages) if none)."""
-    stages = PRIORITY.get(profile, [])
-    return next((i for i, st in enumerate(stages) if _matches(spec, st)), len(stages))
-
-
-def prioritized(cells: Sequence[CellSpec], profile: str) -> list[CellSpec]:
-    """``cells`` in the profile's training order: by stage, then seed, then grid order."""
-    return sorted(cells, key=lambda c: (stage_of(c, profile), c.seed))   # sorted() is stable
-
-
-def profile_grid(name: str) -> Grid:
-    if name not in PROFILES:
-        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return PROFILES[name]
-
-
-def narrow(grid: Grid, protocol: Optional[str] = None, datasets: Optional[Sequence[str]] = None,
-           classes: Optional[Sequence[int]] = None, fractions: Optional[Sequence[float]] = None,
-           seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
-           methods: Optional[Sequence[str]] = None) -> Grid:
-    """The grid narrowed by the CLI's options; ``None`` leaves a field as the profile has it."""
-    from .methods import METHODS
-
-    g = grid
-    if protocol is not None:
-        if protocol not in METHODS:
-            raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(METHODS)}")
-        g = replace(g, **{("novelty_datasets" if protocol == "imbalanced" else "imbalanced_datasets"): ()})
-    if datasets is not None:
-        ds = tuple(datasets)
-        g = replace(g, imbalanced_datasets=ds if g.imbalanced_datasets else (),
-                    novelty_datasets=ds if g.novelty_datasets else ())
-    if classes is not None:
-        g = replace(g, normal_classes=tuple(classes), held_outs=tuple((c,) for c in classes), extra_held_outs={})
-    if fractions is not None:
-        g = replace(g, fractions=tuple(fractions))
-    if seeds is not None:
-        g = replace(g, seeds=tuple(seeds))
-    if epochs is not None:
-        g = replace(g, epochs=epochs, novelty_epochs=epochs)
-    if methods is not None:
-        unknown = [m for m in methods if not any(m in v for v in METHODS.values())]
-        if unknown:
-            known = sorted({m for v in METHODS.values() for m in v})
-            raise ConfigError(f"unknown method {unknown[0]!r}; choose one of {', '.join(known)}")
-        g = replace(g, imbalanced_methods=tuple(m for m in methods if m in METHODS["imbalanced"]),
-                    novelty_methods=tuple(m for m in methods if m in METHODS["novelty"]))
-    return g
+from .train import check_precision, default_device, default_precision
 
 
 def split_for(r: CellSpec, data) -> Split:
@@ -192,6 +56,14 @@ def cell_precision(spec: CellSpec, precision: str) -> str:
     return precision if spec.resolved().method == "capsnet" else "fp32"
 
 
+def cell_unit(spec: CellSpec, data, store: ResultsStore, precision: str) -> CellUnit:
+    """The plain-path unit of one cell: its split, its method's cell function, its precision
+    (``precision`` is the run's), and for a CapsNet the store that keys its checkpoint."""
+    r = spec.resolved()
+    return CellUnit(spec, split_for(r, data), method_for(r.protocol, r.method), cell_precision(spec, precision),
+                    str(store.dir) if resumable(spec) else None)
+
+
 def run_cell(spec: CellSpec, store: ResultsStore, data_root=None, device=None, progress=None,
              precision: Optional[str] = None, deadline: Optional[float] = None) -> dict:
     """Train and evaluate one cell and write it; returns its cell.json document.
@@ -201,18 +73,12 @@ def run_cell(spec: CellSpec, store: ResultsStore, data_root=None, device=None, p
     checkpoint; with ``deadline`` (``time.monotonic()``) it may stop at an epoch boundary
     with :class:`capslib.checkpoint.TrainingPaused`. The checkpoint goes once the cell is stored."""
     device = torch.device(device) if device is not None else default_device()
-    precision = cell_precision(spec, check_precision(precision or default_precision(device)))
-    r = spec.resolved()
-    data = load_dataset(r.dataset, data_root)
-    split = split_for(r, data)
-    fn = method_for(r.protocol, r.method)
-    ckpt = Checkpoint(store.dir, spec.cell_id, precision, deadline) if r.method == "capsnet" else None
-    t0 = time.perf_counter()
-    result = fn(r, data, split, RunContext(device, progress, precision, ckpt))
-    resumed = {"resumed_from_epoch": ckpt.resumed_from} if ckpt is not None and ckpt.resumed_from else {}
-    doc = write_result(spec, store, split, result, device, time.perf_counter() - t0, precision, **resumed)
-    if ckpt is not None:
-        ckpt.remove()
+    precision = check_precision(precision or default_precision(device))
+    data = load_dataset(spec.resolved().dataset, data_root)
+    unit = cell_unit(spec, data, store, precision)
+    done = unit.train(data, device, progress, deadline)
+    doc = write_result(spec, store, done.split, done.result, device, done.wall_seconds, done.precision, **done.extra)
+    unit.remove_checkpoint()
     return doc
 
 
@@ -259,11 +125,30 @@ class TimeBudget:
         self.longest_epoch = max(self.longest_epoch, seconds / max(epochs, 1))
 
 
+def plan(cells: Sequence[CellSpec], store: ResultsStore, data: dict, precision: str, fast: bool,
+         group_size: int = 8, fast_options=None) -> list[Unit]:
+    """The units of work for ``cells`` (all missing), in their order: with ``fast``, the
+    CapsNet cells in stacked groups first (:func:`capslib.fastgrid.plan_groups`), then the
+    others one by one on the plain path."""
+    from .config import FastOptions
+    from .fastgrid import plan_groups
+    units: list[Unit] = []
+    if fast:
+        capsnets = [c for c in cells if c.resolved().method == "capsnet"]
+        cells = [c for c in cells if c.resolved().method != "capsnet"]
+        for group in plan_groups(capsnets, group_size):
+            d = data[group[0].resolved().dataset]
+            units.append(GroupUnit(group, [split_for(s.resolved(), d) for s in group], fast_options or FastOptions()))
+    units += [cell_unit(c, data[c.resolved().dataset], store, precision) for c in cells]
+    return units
+
+
 def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, device=None,
              show_progress: bool = True, out=sys.stderr, fast: Optional[bool] = None, group_size: int = 8,
-             time_budget: Optional[float] = None, fast_options=None, precision: Optional[str] = None) -> dict:
+             time_budget: Optional[float] = None, fast_options=None, precision: Optional[str] = None,
+             executor=None) -> dict:
     """Run every missing cell, in the order given. Returns {'ran': [...], 'skipped': [...],
-    'failed': {id: msg}, 'deferred': [...], 'paused': {id: 'epoch k/N'}}.
+    'failed': {id: msg}, 'deferred': [...], 'paused': {id: 'epoch k/N'}, 'elsewhere': [...]}.
 
     ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models
     (:mod:`capslib.fastgrid`) with ``fast_options`` (:class:`capslib.config.FastOptions`);
@@ -271,9 +156,9 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     bf16 (None: bf16 where the device has it natively). ``time_budget`` (seconds): leave
     the cells that would not finish in time for the next run ('deferred'); a CapsNet cell
     in training pauses at an epoch boundary ('paused') and the next run resumes it from
-    its checkpoint, as it resumes any cell a killed run left in flight."""
-    from tqdm.auto import tqdm
-
+    its checkpoint, as it resumes any cell a killed run left in flight. ``executor``: who
+    trains the units (None: :class:`capslib.execute.InProcess`; or a
+    :class:`capslib.cluster.DaskExecutor`); cells another run holds are left to it ('elsewhere')."""
     budget = TimeBudget(time_budget)
     dev = torch.device(device) if device is not None else default_device()
     precision = check_precision(precision or default_precision(dev))
@@ -287,50 +172,102 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     if not todo:
         return report
     validate_cells(todo, data_root)
-    if (dev.type == "cuda") if fast is None else fast:
-        from .fastgrid import run_groups
-        todo = run_groups(todo, store, data_root, dev, report, group_size, fast_options,
-                          show_progress=show_progress, out=out, budget=budget)
-    outer = tqdm(todo, desc="cells", unit="cell", disable=not show_progress, file=out)
-    for spec in outer:
-        if not budget.allows_another(resumable(spec)):
-            report["deferred"].append(spec.cell_id)
-            continue
-        with store.claim(spec) as mine:   # another run holds it, or has finished it meanwhile
-            if not mine:
-                report["elsewhere"].append(spec.cell_id)
-                continue
-            t_cell = time.monotonic()
-            outer.set_postfix_str(spec.cell_id)
-            r = spec.resolved()
-            n_train = _n_train(r, data_root)
-            steps = r.epochs * -(-n_train // r.batch_size) if n_train else None
-            inner = tqdm(total=steps, desc=" train", unit="step", leave=False, disable=not show_progress, file=out)
-
-            def progress(info, bar=inner):
-                bar.update(info.get("steps", 1))
-                if bar.n % 20 == 0:
-                    bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.4f}")
-            epochs_run = r.epochs
+    data = {name: load_dataset(name, data_root) for name in sorted({c.resolved().dataset for c in todo})}
+    fast = (dev.type == "cuda") if fast is None else fast
+    units = plan(todo, store, data, precision, fast, group_size, fast_options)
+    executor = executor if executor is not None else InProcess(show_progress, out)
+    bar = GridBar(len(todo), show_progress, out)
+    claims: dict[int, ExitStack] = {}
+    try:
+        for unit, outcomes, seconds in executor.run(_admitted(units, store, budget, report, claims, bar),
+                                                    data, dev, budget.deadline):
             try:
-                doc = run_cell(spec, store, data_root, device, progress, precision, budget.deadline)
-                epochs_run = r.epochs - doc.get("provenance", {}).get("resumed_from_epoch", 0)
-                report["ran"].append(spec.cell_id)
-            except NonFiniteLoss as e:
-                report["failed"][spec.cell_id] = str(e)
-                print(f"cell {spec.cell_id} failed, the others go on: {e}", file=out)
-            except TrainingPaused as e:
-                report["paused"][spec.cell_id] = f"epoch {e.epoch}/{e.epochs}"
-                report["deferred"].append(spec.cell_id)
-                epochs_run = e.epoch
-                print(f"cell {spec.cell_id} paused after epoch {e.epoch}/{e.epochs} (time budget); "
-                      f"the next run resumes it", file=out)
+                for o in outcomes:
+                    _record(o, unit, store, dev, report, out)
             finally:
-                inner.close()
-                budget.record(time.monotonic() - t_cell, epochs_run if resumable(spec) else 1)
+                claims.pop(id(unit)).close()
+            budget.record(seconds, max(map(epochs_run, outcomes), default=1) if unit.resumable else 1)
+            bar.finished(len(outcomes))
+    finally:
+        for stack in claims.values():
+            stack.close()
+        bar.close()
     if report["deferred"]:
         print(f"time budget of {time_budget:g} s: {len(report['deferred'])} cells left for the next run", file=out)
     return report
+
+
+def _admitted(units: Iterable[Unit], store: ResultsStore, budget: TimeBudget, report: dict,
+              claims: dict, bar: "GridBar") -> Iterator[Unit]:
+    """The units an executor may start now, as it asks for them: within the time budget
+    ('deferred' else), narrowed to the cells this run claims ('elsewhere': another run holds
+    them, or has finished them meanwhile). The claims stay held until the runner has
+    written the unit's outcomes."""
+    for unit in units:
+        ids = [s.cell_id for s in unit.specs]
+        if not budget.allows_another(unit.resumable):
+            report["deferred"].extend(ids)
+            bar.skipped(len(ids))
+            continue
+        stack = ExitStack()
+        held = [s for s in unit.specs if stack.enter_context(store.claim(s))]
+        report["elsewhere"].extend(s.cell_id for s in unit.specs if s not in held)
+        bar.skipped(len(ids) - len(held))
+        if not held:
+            stack.close()
+            continue
+        unit = unit.narrowed(held)
+        claims[id(unit)] = stack
+        bar.started(len(held), held[0].cell_id)
+        yield unit
+
+
+def _record(o, unit: Unit, store: ResultsStore, device, report: dict, out) -> None:
+    """One outcome into the store and the report."""
+    cid = o.spec.cell_id
+    if isinstance(o, Done):
+        write_result(o.spec, store, o.split, o.result, device, o.wall_seconds, o.precision, **o.extra)
+        unit.remove_checkpoint()
+        report["ran"].append(cid)
+    elif isinstance(o, Failed):
+        report["failed"][cid] = o.message
+        print(f"cell {cid} failed, the others go on: {o.message}", file=out)
+    elif isinstance(o, Paused):
+        report["paused"][cid] = f"epoch {o.epoch}/{o.epochs}"
+        report["deferred"].append(cid)
+        print(f"cell {cid} paused after epoch {o.epoch}/{o.epochs} (time budget); the next run resumes it", file=out)
+    else:
+        raise TypeError(f"unknown outcome {type(o).__name__}")
+
+
+class GridBar:
+    """The grid's progress bar: cells done / running / left, whichever executor runs them."""
+
+    def __init__(self, total: int, show: bool, out):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, desc="cells", unit="cell", disable=not show, file=out)
+        self.left, self.running = total, 0
+
+    def _show(self, current: str = "") -> None:
+        self.bar.set_postfix_str(f"running {self.running}, left {self.left}" + (f" ({current})" if current else ""))
+
+    def started(self, n: int, current: str) -> None:
+        self.left, self.running = self.left - n, self.running + n
+        self._show(current)
+
+    def skipped(self, n: int) -> None:
+        if n:
+            self.left -= n
+            self.bar.update(n)
+            self._show()
+
+    def finished(self, n: int) -> None:
+        self.running -= n
+        self.bar.update(n)
+        self._show()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _n_train(r: CellSpec, data_root) -> int:
