@@ -41,9 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="train CapsNet cells in stacked groups (default: on for cuda, off for cpu)")
             s.add_argument("--group-size", type=int, default=8, help="models per fast-path group (default 8)")
             FastOptions.add_flags(s)
+            s.add_argument("--finished-list", default=None, metavar="FILE",
+                           help="cell ids finished elsewhere, one per line: skipped (a GPU slot's run, "
+                                "whose store stays behind)")
             s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                            help="start no cell or group that would likely end after this; the rest is left "
                                 "for the next run (chunked GPU runs)")
+    pk = sub.add_parser("pack-data", help="pack the MNIST family into xz-compressed uint8 files (capslib.datapack)")
+    pk.add_argument("--data-root", default=None, help="where the raw IDX files are (default: $CAPSLIB_DATA)")
+    pk.add_argument("--out", default=None, help="the pack folder (default: <data root>/pack)")
+    pk.add_argument("--datasets", default=None, help="comma list (default: mnist,fashion,kmnist)")
     d = sub.add_parser("download", help="fetch an MNIST-family dataset with torchvision")
     d.add_argument("dataset")
     d.add_argument("--data-root", default=None)
@@ -65,10 +72,22 @@ def grid_from_args(args):
     return GridRequest.from_args(args).grid()
 
 
+def finished_elsewhere(path) -> set[str]:
+    """The cell ids in a --finished-list file (one per line; blank lines and # comments skipped)."""
+    from .config import ConfigError
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"--finished-list {path}: cannot read it ({e.strerror})") from None
+    return {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+
+
 def cmd_run(args) -> int:
     from .runner import prioritized, run_grid
     from .store import ResultsStore
     cells = prioritized(grid_from_args(args).cells(), args.profile)
+    if args.finished_list:
+        cells = [c for c in cells if c.cell_id not in finished_elsewhere(args.finished_list)]
     store = ResultsStore(args.results_root, args.profile)
     options = FastOptions.from_flags(args)
     t0 = time.perf_counter()
@@ -126,6 +145,16 @@ def _print_summary(args, cells, store) -> None:
         print(line)
 
 
+def cmd_pack_data(args) -> int:
+    from .datapack import PACKABLE, pack_data
+    names = [x for x in (args.datasets or "").split(",") if x] or PACKABLE
+    done = pack_data(args.data_root, args.out, names)
+    for name, d in done.items():
+        print(f"{name}: {d['bytes'] / 2**20:.1f} MiB ({d['raw_bytes'] / 2**20:.1f} MiB of uint8) -> {d['path']}")
+    print(f"{sum(d['bytes'] for d in done.values()) / 2**20:.1f} MiB in all")
+    return 0
+
+
 def cmd_download(args) -> int:
     from .data import download
     print(f"downloaded {args.dataset} under {download(args.dataset, args.data_root)}")
@@ -143,7 +172,7 @@ def main(argv=None) -> int:
             return cmd_book(args)
         if args.command in DETECTOR_COMMANDS:
             return DETECTOR_COMMANDS[args.command](args)
-        return {"run": cmd_run, "status": cmd_status, "download": cmd_download}[args.command](args)
+        return {"run": cmd_run, "status": cmd_status, "download": cmd_download, "pack-data": cmd_pack_data}[args.command](args)
     except (ConfigError, DataError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

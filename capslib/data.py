@@ -97,20 +97,37 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
+IDX_FOLDERS = {"mnist": "MNIST", "fashion": "FashionMNIST", "kmnist": "KMNIST"}
+
+
+def raw_idx_arrays(name: str, root=None) -> dict[str, np.ndarray]:
+    """A MNIST-family dataset's uint8 arrays (train_x, train_y, test_x, test_y): from the
+    raw IDX files in torchvision's layout, else from ``<root>/pack/<name>.npz.xz``
+    (:mod:`capslib.datapack`)."""
+    from .datapack import pack_path, read_pack
+    raw = data_root(root) / IDX_FOLDERS[name] / "raw"
+    paths = {k: raw / v for k, v in MNIST_FILES.items()}
+    missing = [p for p in paths.values() if not p.exists()]
+    if missing:
+        pack = pack_path(data_root(root), name)
+        if pack.exists():
+            return read_pack(pack, name)
+        raise DataError(
+            f"{name}: missing {missing[0]} ({len(missing)} of 4 files). Put torchvision's raw files "
+            f"under {raw}/ (set --data-root or ${DATA_ENV}), or download them where torchvision "
+            f"imports with: python -m capslib download {name} --data-root {data_root(root)}")
+    arr = {k: read_idx(p) for k, p in paths.items()}
+    for split in ("train", "test"):
+        if len(arr[f"{split}_x"]) != len(arr[f"{split}_y"]):
+            raise DataError(f"{name}: {split} images and labels differ in count under {raw}")
+    return arr
+
+
 def _idx_dataset(name: str, folder: str) -> Callable[..., Dataset]:
+    assert IDX_FOLDERS[name] == folder
+
     def load(root=None) -> Dataset:
-        raw = data_root(root) / folder / "raw"
-        paths = {k: raw / v for k, v in MNIST_FILES.items()}
-        missing = [p for p in paths.values() if not p.exists()]
-        if missing:
-            raise DataError(
-                f"{name}: missing {missing[0]} ({len(missing)} of 4 files). Put torchvision's raw files "
-                f"under {raw}/ (set --data-root or ${DATA_ENV}), or download them where torchvision "
-                f"imports with: python -m capslib download {name} --data-root {data_root(root)}")
-        arr = {k: read_idx(p) for k, p in paths.items()}
-        for split in ("train", "test"):
-            if len(arr[f"{split}_x"]) != len(arr[f"{split}_y"]):
-                raise DataError(f"{name}: {split} images and labels differ in count under {raw}")
+        arr = raw_idx_arrays(name, root)
         to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
         to_y = lambda a: torch.from_numpy(a.astype(np.int64))
         return Dataset(name, to_x(arr["train_x"]), to_y(arr["train_y"]),

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# A GPU slot of 15 minutes (one H200; one command at most 10 minutes; a working tree of at
+# most 64 MiB travels; at most 8 files of 16 MiB come back from $OUT) turned into paper
+# cells, in one prepared command. Four steps, three of them here:
+#
+#   here:   bash scripts/gpu_window.sh prepare        # data pack, commit, finished list into .devdata/;
+#                                                      # results/*/cells moved out of the tree; size checked
+#   there:  one call of the device tool `run`, carry [".devdata"], timeout_s 590:
+#             bash scripts/gpu_window.sh window 530
+#   here:   bash scripts/gpu_window.sh restore        # the cell folders back (safe to repeat)
+#           bash scripts/gpu_window.sh unpack <files_at>   # the new cells into results/paper; then commit
+#
+# `window SECONDS` (there): (1) ≤ 90 s: python -m capslib.window pick times the plain path
+# and the fast path's switch sets (bf16, channels-last, CUDA graphs, tf32) on paper A's
+# setting, checks the fastest on two real digits cells (losses finite and falling, AUROCs
+# within 0.05 of the plain path's), writes results/bench/window-*.json and decides: the fast
+# path with those switches, or plain-path workers; (2) trains the missing paper cells in the
+# grid's priority order (seed 0 of paper A first) with --time-budget, skipping the cells
+# listed in .devdata/finished.txt; if the fast path raises, or was not sound or not faster,
+# WINDOW_WORKERS (default 4) plain-path processes share the grid through the store's
+# per-cell claims; the log says which ran and why; (3) packs the new cells into
+# $OUT/cells-N.tgz (each under 15 MiB), the benchmark files and the log: at most 8 files.
+# It ends about a minute before SECONDS.
+#
+# The call plan (book/paper.md has it too): start + copy ≈ 1-2 min; the command 530 s (pick
+# ≤ 90 s, training ≈ 400 s, packing ≤ 30 s); files back; ≈ 12 min of the 15. At the rate the
+# CPU extrapolates nothing fits; at 15-20% of the H200's bf16 peak (≈ 1.2 GFLOP per training
+# image, ≈ 790 TFLOP/s) 400 s train ≈ 40-50 M images, about one seed of the whole grid.
+#
+# What travels: the tree without results/*/cells (≈ 3 MiB) + .devdata (the xz data pack,
+# ≈ 50 MiB, and two small text files); `prepare` measures it and refuses above 62 MiB, so
+# the size does not depend on how many cells the store holds.
+#
+# Environment: CAPSLIB_DATA (raw MNIST-family files, for the pack), WINDOW_DEVICE (default
+# cuda), WINDOW_PROFILE (default paper), WINDOW_WORKERS (default 4), WINDOW_PICK_ARGS (extra
+# options of `python -m capslib.window pick`), WINDOW_PICK_TIMEOUT (default 120 s), WINDOW_STASH (where
+# `prepare` moves the cell folders; default ../.capslib-window-stash). Extra arguments after
+# SECONDS go to `python -m capslib run` (the CPU dry run in tests/test_gpu_window.py uses
+# them for one-epoch digits cells).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY="${PYTHON:-python3}"
+DEV=.devdata
+JOURNAL=.window-stash
+LIMIT_MIB=62
+action="${1:-}"; shift || true
+
+travel_bytes() {   # what the device tool copies: tracked files that exist, untracked-not-ignored files
+    $PY -c 'import os, subprocess
+names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                       capture_output=True, check=True).stdout.split(b"\0")
+print(sum(os.path.getsize(n) for n in {n for n in names if n} if os.path.isfile(n)))'
+}
+
+case "$action" in
+prepare)
+    [ -e "$JOURNAL" ] && { echo "error: already prepared ($JOURNAL names $(cat $JOURNAL)); run restore first" >&2; exit 1; }
+    mkdir -p "$DEV/pack"
+    for name in mnist fashion kmnist; do
+        if [ ! -s "$DEV/pack/$name.npz.xz" ]; then
+            src="${CAPSLIB_DATA:-$HOME/.cache/capslib/data}/pack/$name.npz.xz"
+            if [ -s "$src" ]; then cp "$src" "$DEV/pack/"; else
+                $PY -m capslib pack-data --datasets "$name" --out "$DEV/pack" ${CAPSLIB_DATA:+--data-root "$CAPSLIB_DATA"}; fi
+        fi
+    done
+    git rev-parse --short=12 HEAD > "$DEV/commit"
+    $PY - "$DEV/finished.txt" <<'EOF'
+import sys
+from pathlib import Path
+ids = sorted(p.parent.name for p in Path("results").glob("*/cells/*/cell.json"))
+Path(sys.argv[1]).write_text("".join(i + "\n" for i in ids))
+print(f"{len(ids)} finished cells listed in {sys.argv[1]}")
+EOF
+    stash="${WINDOW_STASH:-$(cd .. && pwd)/.capslib-window-stash}/$(date -u +%Y%m%dT%H%M%SZ)"
+    mkdir -p "$stash"
+    echo "$stash" > "$JOURNAL"                          # the journal first: restore finds the folders whatever happens next
+    for cells in results/*/cells; do
+        [ -d "$cells" ] || continue
+        prof="$(basename "$(dirname "$cells")")"
+        mv "$cells" "$stash/$prof-cells"                   # one rename per profile (same filesystem: atomic)
+    done
+    bytes=$(( $(travel_bytes) + $(du -sb "$DEV" | cut -f1) ))
+    echo "what travels: $(( bytes / 1048576 )) MiB (tree without results/*/cells, plus $DEV); cells stashed in $stash"
+    if [ "$bytes" -gt $(( LIMIT_MIB * 1048576 )) ]; then
+        echo "error: over $LIMIT_MIB MiB; nothing can be sent as it is (restore with: bash scripts/gpu_window.sh restore)" >&2
+        exit 1
+    fi ;;
+restore)
+    [ -e "$JOURNAL" ] || { echo "nothing to restore (no $JOURNAL)"; exit 0; }
+    stash="$(cat "$JOURNAL")"
+    for saved in "$stash"/*-cells; do
+        [ -d "$saved" ] || continue
+        prof="$(basename "$saved" -cells)"
+        mkdir -p "results/$prof/cells"
+        for d in "$saved"/*/; do                           # cell by cell, so cells unpacked meanwhile stay
+            [ -d "$d" ] || continue
+            n="$(basename "$d")"
+            if [ -e "results/$prof/cells/$n" ]; then rm -rf "$d"; else mv "$d" "results/$prof/cells/$n"; fi
+        done
+        rmdir "$saved"
+    done
+    rmdir "$stash" 2>/dev/null || true
+    rm -f "$JOURNAL"
+    echo "restored the cell folders from $stash" ;;
+window)
+    budget="${1:?usage: gpu_window.sh window SECONDS [run options]}"; shift
+    t0=$(date +%s)
+    out="${OUT:-$(mktemp -d)}"
+    log="$out/window.log"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    export CAPSLIB_COMMIT="$(cat "$DEV/commit" 2>/dev/null || echo unknown)" CAPSLIB_CACHE="${CAPSLIB_CACHE:-/tmp/capslib-cache}"
+    device="${WINDOW_DEVICE:-cuda}"; profile="${WINDOW_PROFILE:-paper}"; workers="${WINDOW_WORKERS:-4}"
+    stamp=$(mktemp); mkdir -p results/bench
+    say() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$log"; }
+    say "window of $budget s on $device, commit $CAPSLIB_COMMIT, profile $profile"
+    (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi") >> "$log"
+    flags="--no-fast"
+    # shellcheck disable=SC2086
+    if timeout "${WINDOW_PICK_TIMEOUT:-120}" $PY -m capslib.window pick --device "$device" --out results/bench ${WINDOW_PICK_ARGS:-} >> "$log" 2>&1; then
+        flags="$(tail -n 1 "$log")"
+        say "pick: $(grep '^decision:' "$log" | tail -n 1)"
+    else
+        say "pick failed or ran past ${WINDOW_PICK_TIMEOUT:-120} s (see above): plain-path workers"
+    fi
+    left=$(( budget - ($(date +%s) - t0) - 60 ))          # a minute for packing
+    common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress)
+    [ -s "$DEV/finished.txt" ] && common+=(--finished-list "$DEV/finished.txt")
+    ran=fallback
+    if [ "$flags" != "--no-fast" ] && [ "$left" -gt 30 ]; then
+        say "training: fast path $flags, budget $left s"
+        if $PY -m capslib run "${common[@]}" $flags "$@" >> "$log" 2>&1; then ran=fast
+        else say "the fast path raised (see above): falling back to $workers plain-path workers"; fi
+    fi
+    if [ "$ran" = fallback ]; then
+        left=$(( budget - ($(date +%s) - t0) - 60 ))
+        common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress)
+        [ -s "$DEV/finished.txt" ] && common+=(--finished-list "$DEV/finished.txt")
+        say "training: $workers plain-path workers (--no-fast; per-cell claims split the grid), budget $left s"
+        pids=()
+        for i in $(seq "$workers"); do
+            $PY -m capslib run "${common[@]}" --no-fast "$@" > "$out/worker-$i.log" 2>&1 & pids+=($!)
+        done
+        for p in "${pids[@]}"; do wait "$p" || say "worker pid $p exited with $?"; done
+        cat "$out"/worker-*.log >> "$log"; rm -f "$out"/worker-*.log
+    fi
+    # pack: the cells this window finished, in tgz files under 15 MiB each; the benchmarks
+    n=0; part=1; size=0; list="$out/.part-1"; : > "$list"
+    for d in $(cd "results/$profile" 2>/dev/null && find cells -mindepth 1 -maxdepth 1 -type d -newer "$stamp" | sort); do
+        s=$(du -sb "results/$profile/$d" | cut -f1)
+        if [ $(( size + s )) -gt $(( 15 * 1048576 )) ] && [ -s "$list" ]; then
+            part=$(( part + 1 )); size=0; list="$out/.part-$part"; : > "$list"
+        fi
+        echo "$d" >> "$list"; size=$(( size + s )); n=$(( n + 1 ))
+    done
+    if [ "$part" -gt 6 ]; then say "warning: $part parts; only 6 come back (8 files at most)"; fi
+    for l in "$out"/.part-*; do
+        [ -s "$l" ] || continue
+        k="${l##*.part-}"
+        tar -C "results/$profile" -czf "$out/cells-$k.tgz" -T "$l"
+        rm -f "$l"
+    done
+    rm -f "$out"/.part-*
+    find results/bench -type f -newer "$stamp" -print0 | tar --null -czf "$out/bench.tgz" -T -
+    say "packed $n cells ($ran) into $(ls "$out"/cells-*.tgz 2>/dev/null | wc -l) file(s); benchmark into bench.tgz" ;;
+unpack)
+    from="${1:?usage: gpu_window.sh unpack FOLDER (the files that came back)}"
+    profile="${WINDOW_PROFILE:-paper}"
+    mkdir -p "results/$profile"
+    for f in "$from"/cells-*.tgz; do [ -e "$f" ] && tar -C "results/$profile" -xzf "$f"; done
+    [ -e "$from/bench.tgz" ] && tar -xzf "$from/bench.tgz"
+    [ -e "$from/window.log" ] && cp "$from/window.log" "results/bench/window-$(date -u +%Y%m%dT%H%M%SZ).log"
+    $PY -m capslib status --profile "$profile" | tail -n 1 ;;
+*)
+    echo "usage: bash scripts/gpu_window.sh prepare | window SECONDS [run options] | restore | unpack FOLDER" >&2
+    exit 2 ;;
+esac
