@@ -153,6 +153,7 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
                 failures.append(f"{nb.name}: {what}" + (f" (executed copy: {kept})" if kept.exists() else ""))
                 continue
             _check_outputs(tmp_out)
+            finish_chapter(tmp_out, profile)
             os.replace(tmp_out, target)
         dt = time.perf_counter() - t0
         log(f"[{i}/{len(notebooks)}] {nb.stem}: ok in {dt:.1f} s -> {target.relative_to(root)}")
@@ -195,6 +196,36 @@ def _describe_failure(e: Exception) -> str:
         return (f"cell {where}: " if where is not None else "") + f"{ename}: {evalue}"
     lines = [ln.strip() for ln in str(e).strip().splitlines() if any(ch.isalpha() for ch in ln)]
     return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+PROFILE_TITLES = {"quick": "quick profile", "paper": "paper profile"}
+
+
+def finish_chapter(path: Path, profile: str) -> None:
+    """Make an executed chapter say what it shows, once: its H1 title names the profile (the
+    quick and paper chapters otherwise share their titles), and the notebook's default
+    ``parameters`` cell is tagged ``remove-cell`` where papermill injected the parameters
+    actually used right after it, so the book shows the parameters once (the injected ones).
+    The notebook itself keeps both cells, as papermill wrote them, for JupyterLab."""
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    label = PROFILE_TITLES.get(profile, f"profile {profile}")
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.split("\n")
+        heading = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+        if heading is not None:
+            if not lines[heading].rstrip().endswith(f"({label})"):
+                lines[heading] = f"{lines[heading].rstrip()} ({label})"
+            cell.source = "\n".join(lines)
+            break
+    if any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells):
+        for cell in nb.cells:
+            tags = cell.metadata.setdefault("tags", [])
+            if "parameters" in tags and "remove-cell" not in tags:
+                tags.append("remove-cell")
+    nbformat.write(nb, str(path))
 
 
 def _check_outputs(path: Path) -> None:
@@ -291,10 +322,24 @@ def write_overview(root: Path, results_root: Path) -> Path:
 
 
 # ---------------------------------------------------------------- build
-def check_chapters(root: Path, profile: str) -> None:
+def book_command(profile: str, results: Optional[Path] = None, root: Optional[Path] = None) -> str:
+    """The command that executes a profile's chapters from ``results`` and builds the book."""
+    import shlex
+    cmd = f"python -m capslib book --profile {profile}"
+    if results is not None:
+        rel = os.path.relpath(results, root) if root is not None and Path(results).is_relative_to(root) else str(results)
+        if rel != "results":
+            cmd += f" --results-root {shlex.quote(rel)}"
+    return cmd
+
+
+def check_chapters(root: Path, profile: str, results: Optional[Path] = None) -> None:
     have = sorted((root / "book" / profile).glob("*.ipynb"))
     if not have:
-        raise BookError(f"no executed chapters in book/{profile}/: run without --skip-execute first")
+        committed = " (they are generated, not committed)" if profile == "quick" else ""
+        raise BookError(f"--skip-execute: no executed chapters in book/{profile}/{committed}; run "
+                        f"`{book_command(profile, results, root)}`, which executes them from the store and "
+                        "builds the book")
     sources = {p.stem for p in (root / "notebooks").glob("*.ipynb")}
     stale = [p.name for p in have if p.stem not in sources]
     if stale:
@@ -363,7 +408,7 @@ def build(profile: str = "quick", results_root: Optional[str] = None, data_root:
     if not skip_execute:
         check_store(profile, results, data_root, train)
         execute(r, profile, results, data_root, only)
-    check_chapters(r, profile)
+    check_chapters(r, profile, results)
     write_overview(r, results)
     from .vendor import vendor_js   # (book.py is also loaded alone, as a Sphinx extension)
     vendor_js(r)

@@ -232,8 +232,10 @@ def test_dropdown_switches_class(site, browser, tmp_path):
         _shot(fig, f"{stem}-before.png", tmp_path)
 
         # open the dropdown the way a reader does, and choose the next class
-        menu = fig.locator("g.updatemenu-container").nth(menu_i)
-        menu.locator("g.updatemenu-header-group").click()
+        # Plotly draws every menu of a figure in one container, one header group per menu in the
+        # order of layout.updatemenus (the ROC figure also has its log/linear FPR buttons)
+        menu = fig.locator("g.updatemenu-container").first
+        menu.locator("g.updatemenu-header-group").nth(menu_i).click()
         target = (before["active"] + 1) % len(before["labels"])
         buttons = menu.locator("g.updatemenu-dropdown-button-group g.updatemenu-dropdown-button")
         buttons.first.wait_for(state="visible", timeout=5_000)
