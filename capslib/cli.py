@@ -6,6 +6,7 @@ import os
 import sys
 import time
 
+from .cluster import add_flags as add_engine_flags
 from .config import FastOptions
 
 RESULTS_ENV = "CAPSLIB_RESULTS"
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                            help="start no cell or group that would likely end after this; the rest is left "
                                 "for the next run (chunked GPU runs)")
+            add_engine_flags(s)     # --workers / --scheduler: the Dask engine (capslib.cluster)
     pk = sub.add_parser("pack-data", help="pack the MNIST family into xz-compressed uint8 files (capslib.datapack)")
     pk.add_argument("--data-root", default=None, help="where the raw IDX files are (default: $CAPSLIB_DATA)")
     pk.add_argument("--out", default=None, help="the pack folder (default: <data root>/pack)")
@@ -83,6 +85,7 @@ def finished_elsewhere(path) -> set[str]:
 
 
 def cmd_run(args) -> int:
+    from .cluster import from_flags as engine_from_flags
     from .runner import prioritized, run_grid
     from .store import ResultsStore
     cells = prioritized(grid_from_args(args).cells(), args.profile)
@@ -90,10 +93,11 @@ def cmd_run(args) -> int:
         cells = [c for c in cells if c.cell_id not in finished_elsewhere(args.finished_list)]
     store = ResultsStore(args.results_root, args.profile)
     options = FastOptions.from_flags(args)
+    executor = engine_from_flags(args)      # None: the in-process runner
     t0 = time.perf_counter()
     rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress,
                    fast=args.fast, group_size=args.group_size, time_budget=args.time_budget, fast_options=options,
-                   precision=args.precision)
+                   precision=args.precision, executor=executor)
     paused = f" ({len(rep['paused'])} paused mid-training, resumable)" if rep.get("paused") else ""
     print(f"{len(rep['ran'])} cells ran, {len(rep['skipped'])} already finished, {len(rep['failed'])} failed, "
           f"{len(rep['deferred'])} left for the next run{paused}, in {time.perf_counter() - t0:.1f} s; "

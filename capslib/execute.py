@@ -38,7 +38,8 @@ class Done:
     result: CellResult
     wall_seconds: float
     precision: str
-    extra: dict = field(default_factory=dict)   # more provenance (resumed_from_epoch; a worker's device)
+    extra: dict = field(default_factory=dict)   # more provenance (resumed_from_epoch)
+    where: dict = field(default_factory=dict)   # the provenance of a worker that trained it (device, torch...)
 
 
 @dataclass

@@ -37,11 +37,12 @@ def split_for(r: CellSpec, data) -> Split:
 
 
 def write_result(spec: CellSpec, store: ResultsStore, split: Split, result, device, wall_seconds: float,
-                 precision: str = "fp32", **extra) -> dict:
-    """Write one cell's CellResult with its provenance (and ``extra`` provenance fields);
-    returns its cell.json document."""
+                 precision: str = "fp32", *, where: Optional[dict] = None, **extra) -> dict:
+    """Write one cell's CellResult with its provenance (and ``extra`` provenance fields;
+    ``where``: the provenance of the process that trained it, when another); returns its
+    cell.json document."""
     r = spec.resolved()
-    prov = provenance(device)
+    prov = {**provenance(device), **(where or {})}
     prov.update(seed=r.seed, wall_seconds=round(wall_seconds, 3),
                 train_seconds=round(result.train_seconds, 3), precision=precision, **extra)
     rows = result_rows(spec, result, prov)
@@ -226,7 +227,7 @@ def _record(o, unit: Unit, store: ResultsStore, device, report: dict, out) -> No
     """One outcome into the store and the report."""
     cid = o.spec.cell_id
     if isinstance(o, Done):
-        write_result(o.spec, store, o.split, o.result, device, o.wall_seconds, o.precision, **o.extra)
+        write_result(o.spec, store, o.split, o.result, device, o.wall_seconds, o.precision, where=o.where, **o.extra)
         unit.remove_checkpoint()
         report["ran"].append(cid)
     elif isinstance(o, Failed):

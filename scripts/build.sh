@@ -32,8 +32,8 @@ else
 fi
 
 # 1b. capslib, editable, with what the book and the tests need
-step "pip install -e .[book,test,lab]"
-$PY -m pip install -e ".[book,test,lab]"
+step "pip install -e .[book,test,lab,cluster]"
+$PY -m pip install -e ".[book,test,lab,cluster]"
 
 # 1c. Debian packages: chromium for the browser test, npm for the widget JavaScript
 apt_install() {
