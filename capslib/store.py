@@ -134,7 +134,7 @@ class ResultsStore:
 
     def fix_command(self) -> str:
         """The command that moves this store's damaged cells aside and trains them again."""
-        from .runner import PROFILES   # (runner imports this module)
+        from .profiles import PROFILES
         if self.profile not in PROFILES:
             return f"ResultsStore({str(self.root)!r}, {self.profile!r}).quarantine_damaged()"
         return (f"python -m capslib run --profile {self.profile} "
