@@ -168,4 +168,4 @@ def test_killed_run_resumes(tmp_path):
     assert len(rows) == 6 * 6 and list(rows[0]) == CSV_COLUMNS
     st = subprocess.run([sys.executable, "-m", "capslib", "status", *KILL_ARGS[3:-1], "--results-root", str(root)],
                         capture_output=True, text=True)
-    assert "6/6 cells finished, 0 missing" in st.stdout
+    assert "6/6 cells finished, 0 in flight, 0 missing" in st.stdout
