@@ -318,7 +318,12 @@ LAYOUT_JS = """() => {
       if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) overlaps.push(f.id);
     }
   }
-  const panels = [...document.querySelectorAll('.js-plotly-plot .nsewdrag')].map(e => Math.round(e.getBoundingClientRect().width));
+  // plot panels: a subplot that draws an image (a thumbnail of a gallery strip) is a picture, not a chart panel
+  const panels = [...document.querySelectorAll('.js-plotly-plot .nsewdrag')].filter(e => {
+      const sp = e.getAttribute('data-subplot'), plot = e.closest('.js-plotly-plot');
+      const g = sp && plot.querySelector(`g.subplot.${sp}`);
+      return !(g && g.querySelector('.imagelayer image'));
+  }).map(e => Math.round(e.getBoundingClientRect().width));
   return {width: Math.round(width), wide, overlaps, panels};
 }"""
 
@@ -354,3 +359,73 @@ def test_paper_page_has_status_panel_and_chapters_fit(site, browser):
         finally:
             v.close()
     assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- a wide table (issue 12)
+def _wide_novelty_table_html() -> tuple[str, int]:
+    """Paper B's AUROC table as a chapter displays it (pandas' text/html), from a hand-built
+    store of the paper's shape: 11 held-out rows, CapsNet PP/RE and four baselines, three
+    seeds (so every cell carries ± its std), wider than the text column."""
+    import numpy as np
+    from types import SimpleNamespace
+    from capslib import report
+    from capslib.config import CellSpec
+    from capslib.store import result_rows
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 30)
+    prov = {"commit": "abc123", "device": "cpu (test)", "torch": "x", "finished_utc": "2026-01-02T03:04:05Z"}
+    scores = {"capsnet": ("pp", "re"), "dbn": ("mse", "re"), "vae": ("mse", "re"), "cnn_msp": ("msp",),
+              "cnn_ocsvm": ("ocsvm",)}
+    rows = []
+    for held in [(c,) for c in range(10)] + [(0, 3, 5)]:
+        for method, names in scores.items():
+            for seed in range(3):
+                spec = CellSpec("novelty", "mnist", method, held_out=held, seed=seed, epochs=1)
+                res = SimpleNamespace(test_labels=labels, train_seconds=1.0, thresholds={},
+                                      scores={n: (labels + rng.normal(0, 0.8, labels.size)).astype(np.float32)
+                                              for n in names})
+                rows += result_rows(spec, res, prov)
+    table = report.novelty_table(report.to_frame(rows), "mnist", "auroc")
+    assert table.shape == (11, 8) and table.iloc[0, 0].count("±") == 1, table
+    return table._repr_html_(), table.shape[1]
+
+
+def test_wide_table_scrolls_in_the_column_with_its_row_labels_in_view(site, browser):
+    """A table wider than the text column (paper B's AUROC table with ± over three seeds) put
+    into a chapter's table output: the page does not grow sideways, the output scrolls, and when
+    scrolled to its end the held-out column is still in view at the output's left edge."""
+    html, n_cols = _wide_novelty_table_html()
+    # the novelty chapter where it has tables (an empty paper store has none), else any chapter's table
+    pages = sorted(chapter_pages(), key=lambda p: (p.stem != "novelty_auroc", p.as_posix()))
+    for path in pages:
+        v = Visit(browser, site, path)
+        slot = v.page.locator("div.cell_output div.output.text_html:has(table.dataframe)").first
+        if slot.count():
+            break
+        v.close()
+    else:
+        pytest.fail(f"no chapter under {HTML / 'book'} has a table output")
+    try:
+        slot.evaluate("(el, html) => { el.innerHTML = html; }", html)
+        v.page.wait_for_timeout(200)
+        got = slot.evaluate("""(el) => {
+            const col = document.querySelector('article.bd-article');
+            const t = el.querySelector('table.dataframe');
+            const before = t.querySelector('tbody th').getBoundingClientRect().left;
+            el.scrollLeft = el.scrollWidth;
+            const th = t.querySelector('tbody th'), box = el.getBoundingClientRect();
+            return {col: col.getBoundingClientRect().width, table: t.getBoundingClientRect().width,
+                    out: box.width, outLeft: box.left, scrolled: el.scrollLeft, before,
+                    thLeft: th.getBoundingClientRect().left, docWidth: document.documentElement.scrollWidth,
+                    viewport: window.innerWidth, overflow: getComputedStyle(el).overflowX};
+        }""")
+        assert got["table"] > max(got["col"], got["out"]), f"the hand-built table is not wider than the column: {got}"
+        assert got["overflow"] in ("auto", "scroll") and got["out"] <= got["col"] + 1, got
+        assert got["scrolled"] > 0, f"the output did not scroll: {got}"
+        assert got["docWidth"] <= got["viewport"], f"the page grew sideways: {got}"
+        assert abs(got["thLeft"] - got["outLeft"]) <= 1, f"the row labels scrolled out of view: {got}"
+        lay = v.page.evaluate(LAYOUT_JS)
+        assert not lay["wide"], lay
+    finally:
+        v.close()
