@@ -330,7 +330,8 @@ def novelty_long(df: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
 
 def novelty_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.DataFrame:
     """Paper B Figs. 5–7 as a table: rows the held-out class(es), columns every
-    ``method:score`` present, values mean ± std over seeds."""
+    ``method:score`` present as two header rows (the method over its scores, so the columns are
+    as narrow as their numbers), values mean ± std over seeds."""
     long = novelty_long(df, metric)
     long = long[long["dataset"] == dataset]
     if long.empty:
@@ -339,6 +340,7 @@ def novelty_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.D
     wide = long.pivot(index="held_out", columns="column", values="text")
     cols = sorted(wide.columns, key=lambda c: (not c.startswith("capsnet:"), c))
     wide = wide.loc[held_out_order(wide.index), cols].fillna("–")
+    wide.columns = pd.MultiIndex.from_tuples([tuple(c.split(":", 1)) for c in cols], names=["method", "score"])
     wide.index.name = "held-out class(es)"
     return wide
 
