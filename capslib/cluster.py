@@ -60,8 +60,7 @@ def run_unit(unit: "Unit", data, device: Optional[str], threads: Optional[int], 
     from .execute import Done
     from .store import provenance
     from .train import default_device
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or worker_cores())
     if isinstance(data, tuple):
         data = load_dataset(*data)
     dev = torch.device(device) if device else default_device()
@@ -79,11 +78,23 @@ def run_unit(unit: "Unit", data, device: Optional[str], threads: Optional[int], 
     return outcomes, seconds
 
 
+def worker_cores() -> int:
+    """The CPU threads one task may use on this worker: the cores this process may run on,
+    divided by the worker's task slots (Dask sets OMP_NUM_THREADS=1 in its workers)."""
+    from distributed import get_worker
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        slots = get_worker().state.nthreads
+    except ValueError:          # not in a worker
+        slots = 1
+    return max(1, cores // max(1, slots))
+
+
 class DaskExecutor:
     """Runs units on a Dask cluster: ``workers`` local processes, or the cluster at
     ``scheduler``. ``threads``: torch's CPU threads per unit (default: the cores shared
-    among the local workers; on a given cluster, torch's default). ``gpu_per_task``: the
-    share of a worker's GPU a CUDA unit asks. ``worker_data_root``: the workers read the
+    among the local workers; on a given cluster, a worker's cores divided by its task
+    slots). ``gpu_per_task``: the share of a worker's GPU a CUDA unit asks. ``worker_data_root``: the workers read the
     datasets there instead of receiving them from the driver."""
 
     def __init__(self, workers: Optional[int] = None, scheduler: Optional[str] = None,
@@ -178,7 +189,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help=f"train on an existing Dask cluster, e.g. tcp://host:8786 (default ${SCHEDULER_ENV})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per cell on a worker (default: the cores "
-                   "shared among --workers; on a --scheduler cluster, torch's default)")
+                   "shared among --workers; on a --scheduler cluster, a worker's cores / its --nthreads)")
     p.add_argument("--gpu-per-task", type=float, default=None,
                    help="share of a worker's GPU one unit asks (default 1; workers need --resources GPU=1)")
     p.add_argument("--worker-data-root", default=None, metavar="PATH",
