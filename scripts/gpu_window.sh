@@ -27,9 +27,10 @@
 # CPU extrapolates nothing fits; at 15-20% of the H200's bf16 peak (≈ 1.2 GFLOP per training
 # image, ≈ 790 TFLOP/s) 400 s train ≈ 40-50 M images, about one seed of the whole grid.
 #
-# What travels: the tree without results/*/cells (≈ 3 MiB) + .devdata (the xz data pack,
-# ≈ 50 MiB, and two small text files); `prepare` measures it and refuses above 62 MiB, so
-# the size does not depend on how many cells the store holds.
+# What travels: the tree without results/*/cells (3.3 MiB on 2026-11-30) + .devdata (the xz
+# data pack, 52.4 MiB: MNIST 8.8, Fashion-MNIST 25.3, KMNIST 18.3; two small text files):
+# 55.7 MiB. `prepare` measures it and refuses above 62 MiB; the cell folders (≈ 95 KB each,
+# ≈ 100 MB for the whole grid) never travel, so the size does not grow with the store.
 #
 # Environment: CAPSLIB_DATA (raw MNIST-family files, for the pack), WINDOW_DEVICE (default
 # cuda), WINDOW_PROFILE (default paper), WINDOW_WORKERS (default 4), WINDOW_PICK_ARGS (extra
