@@ -1,6 +1,6 @@
 """The plain training and evaluation path: one model at a time, the obvious PyTorch code,
-in fp32 or with the convolutions and the decoder in bf16 (``precision``; squash, routing
-and the losses stay fp32), checkpointed after every epoch when asked (:mod:`capslib.checkpoint`).
+in fp32 or with the primary-capsule convolution and the decoder in bf16 (``precision``;
+conv1, squash, routing and the losses stay fp32), checkpointed after every epoch when asked (:mod:`capslib.checkpoint`).
 (The batched fast path for GPUs is :mod:`capslib.fast`.)"""
 from __future__ import annotations
 
