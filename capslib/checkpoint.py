@@ -16,7 +16,8 @@ Layout, outside the repository::
 folder (``<root>/<profile>``), so two stores never share an in-flight cell. Both files are
 written to a temporary name and renamed, so a kill leaves the previous epoch's checkpoint.
 A checkpoint that cannot be read, or that belongs to another cell, precision or format, is
-reported in one line and the cell starts over; it is removed once the cell is in the store.
+reported in one line and the cell starts over, as is one saved by other training code (a
+hash of :data:`TRAINING_CODE`'s source); it is removed once the cell is in the store.
 """
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ import torch
 
 CACHE_ENV = "CAPSLIB_CACHE"
 FORMAT = 1   # bump when the saved fields change; older checkpoints then start over
+# the modules whose code decides what an epoch computes: a checkpoint made by other code is
+# not resumed (a cell must not be half one version and half another)
+TRAINING_CODE = ("capsnet.py", "losses.py", "train.py", "protocols.py", "splits.py", "checkpoint.py")
+
+
+def code_fingerprint() -> str:
+    """A short hash of the training code's source (:data:`TRAINING_CODE`)."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha1()
+    for name in TRAINING_CODE:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    return h.hexdigest()[:12]
 
 
 class TrainingPaused(RuntimeError):
@@ -88,7 +101,7 @@ class Checkpoint:
         self.resumed_from = 0    # the epoch the last load() resumed from (0: a fresh start)
 
     def identity(self) -> dict:
-        return {"format": FORMAT, "cell_id": self.cell_id, "precision": self.precision}
+        return {"format": FORMAT, "cell_id": self.cell_id, "precision": self.precision, "code": code_fingerprint()}
 
     def exists(self) -> bool:
         return self.path.exists()

@@ -125,7 +125,7 @@ def test_checkpoint_round_trip_restores_every_state(tmp_path):
     assert torch.equal(g.get_state(), torch.Generator().manual_seed(3).get_state())
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "other precision", "other cell"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other precision", "other cell", "other code"])
 def test_damaged_or_foreign_checkpoint_is_reported_and_dropped(tmp_path, damage):
     ck = _saved_checkpoint(tmp_path)
     if damage == "truncated":
@@ -142,9 +142,9 @@ def test_damaged_or_foreign_checkpoint_is_reported_and_dropped(tmp_path, damage)
             pass
     reader = Checkpoint(tmp_path / "store" / "t", "cell-a", "bf16" if damage == "other precision" else "fp32",
                         out=Sink())
-    if damage == "other cell":            # a file named for cell-a that holds another cell's training
-        state = torch.load(reader.path, weights_only=True)
-        state["cell_id"] = "cell-b"
+    if damage in ("other cell", "other code"):   # a file named for cell-a that holds another cell's
+        state = torch.load(reader.path, weights_only=True)   # training, or one saved by other code
+        state["cell_id" if damage == "other cell" else "code"] = "cell-b" if damage == "other cell" else "0" * 12
         torch.save(state, reader.path)
     assert reader.load() is None
     text = "".join(lines).strip()
