@@ -239,7 +239,9 @@ class Detector:
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         tmp = d / (WEIGHTS + ".tmp")
-        save_file(state, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        # one metadata key: safetensors writes its metadata map in hash order, so two keys would
+        # make two saves of the same weights differ in their header's bytes
+        save_file(state, str(tmp), metadata={"format": f"{FORMAT} {FORMAT_VERSION}"})
         self.meta["weights_sha256"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
         tmp_meta = d / (META + ".tmp")
         tmp_meta.write_text(json.dumps(self.meta, indent=1, sort_keys=True))
