@@ -56,11 +56,11 @@ def row_status(cells: Sequence[CellSpec], store: ResultsStore) -> list[RowStatus
 
 def training_images(spec: CellSpec, data_root=None) -> Optional[int]:
     """Images a cell trains on in all (epochs × training-set size); None without the data."""
-    from .data import DataError
-    from .runner import _n_train
+    from .data import DataError, load_dataset
+    from .runner import split_for
     r = spec.resolved()
     try:
-        return r.epochs * _n_train(r, data_root)
+        return r.epochs * len(split_for(r, load_dataset(r.dataset, data_root)).train_idx)
     except DataError:
         return None
 
