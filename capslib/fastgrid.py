@@ -9,7 +9,6 @@ an executor as a :class:`capslib.execute.GroupUnit`; the runner writes the cells
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from typing import Sequence
 
 import torch
@@ -35,14 +34,20 @@ def group_key(spec: CellSpec) -> tuple:
 
 
 def plan_groups(cells: Sequence[CellSpec], group_size: int = DEFAULT_GROUP_SIZE) -> list[list[CellSpec]]:
-    """The CapsNet cells in groups of at most ``group_size`` with one :func:`group_key`,
-    in grid order (neighbours in a grid row usually share a training-set size)."""
+    """The CapsNet cells in groups of at most ``group_size`` with one :func:`group_key`, each
+    group placed where its first cell is in ``cells``: a group fills with the next cells of
+    its key, so the order given (the profile's priority) is kept group by group."""
     if group_size < 1:
         raise ConfigError(f"group size must be >= 1, got {group_size}")
-    by_key: "OrderedDict[tuple, list[CellSpec]]" = OrderedDict()
+    groups: list[list[CellSpec]] = []
+    open_group: dict[tuple, list[CellSpec]] = {}
     for c in cells:
-        by_key.setdefault(group_key(c), []).append(c)
-    return [cs[i:i + group_size] for cs in by_key.values() for i in range(0, len(cs), group_size)]
+        g = open_group.get(group_key(c))
+        if g is None or len(g) >= group_size:
+            g = open_group[group_key(c)] = []
+            groups.append(g)
+        g.append(c)
+    return groups
 
 
 def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split], device: torch.device,

@@ -91,6 +91,9 @@ def eta_lines(cells: Sequence[CellSpec], store: ResultsStore, device: str, preci
     """The time the missing cells would take here, per (protocol, method), at the rate of
     the cells this device already trained: at ``precision`` where it has some, else at
     another precision (said so); 'no rate measured yet' where it has none."""
+    if cells and training_images(cells[0], data_root) is None:
+        return [f"training time of the rest: unknown ({cells[0].resolved().dataset} not found in the data root; "
+                "pass --data-root)"]
     rates = measured_rates(store, cells, device, data_root)
     missing: "OrderedDict[tuple, list]" = OrderedDict()
     for c in cells:
@@ -115,6 +118,8 @@ def eta_lines(cells: Sequence[CellSpec], store: ResultsStore, device: str, preci
         note = "" if prec == precision else f"; {precision} not yet measured"
         lines.append(f"{label}, {sum(images):,} training images, ≈{hours:.1f} h at {rate:.0f} images/s "
                      f"({prec}, {n_cells} cells{note})")
-    if lines:
+    if lines and total > 0:
         lines.append(f"training time of the rest on this device (where a rate is known): ≈{total:.1f} h")
+    elif lines:
+        lines.append("training time of the rest on this device: unknown (no rate measured here yet)")
     return lines

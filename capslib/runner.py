@@ -129,19 +129,21 @@ class TimeBudget:
 def plan(cells: Sequence[CellSpec], store: ResultsStore, data: dict, precision: str, fast: bool,
          group_size: int = 8, fast_options=None) -> list[Unit]:
     """The units of work for ``cells`` (all missing), in their order: with ``fast``, the
-    CapsNet cells in stacked groups first (:func:`capslib.fastgrid.plan_groups`), then the
-    others one by one on the plain path."""
+    CapsNet cells in stacked groups (:func:`capslib.fastgrid.plan_groups`), each group where
+    its first cell is; the other cells one by one on the plain path, where they are."""
     from .config import FastOptions
     from .fastgrid import plan_groups
-    units: list[Unit] = []
-    if fast:
-        capsnets = [c for c in cells if c.resolved().method == "capsnet"]
-        cells = [c for c in cells if c.resolved().method != "capsnet"]
-        for group in plan_groups(capsnets, group_size):
-            d = data[group[0].resolved().dataset]
-            units.append(GroupUnit(group, [split_for(s.resolved(), d) for s in group], fast_options or FastOptions()))
-    units += [cell_unit(c, data[c.resolved().dataset], store, precision) for c in cells]
-    return units
+    if not fast:
+        return [cell_unit(c, data[c.resolved().dataset], store, precision) for c in cells]
+    position = {c.cell_id: i for i, c in enumerate(cells)}
+    placed: list[tuple[int, Unit]] = []
+    for group in plan_groups([c for c in cells if c.resolved().method == "capsnet"], group_size):
+        d = data[group[0].resolved().dataset]
+        placed.append((position[group[0].cell_id],
+                       GroupUnit(group, [split_for(s.resolved(), d) for s in group], fast_options or FastOptions())))
+    placed += [(position[c.cell_id], cell_unit(c, data[c.resolved().dataset], store, precision))
+               for c in cells if c.resolved().method != "capsnet"]
+    return [u for _, u in sorted(placed, key=lambda pu: pu[0])]
 
 
 def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, device=None,

@@ -195,3 +195,14 @@ def test_row_status_counts_cells_per_row_and_seed(tmp_path):
     assert rows[("paper B · Fashion-MNIST · vae", 0)].total == 10
     assert sum(s.total for s in rows.values()) == len(cells)
     assert row_label(CellSpec("imbalanced", "mnist", "cnn", normal_class=0, anomaly_fraction=0.1)) == "paper A · MNIST · cnn 10%"
+
+
+def test_eta_says_unknown_without_data_or_rate(tmp_path):
+    from capslib.grid_status import eta_lines
+    paper = prioritized(profile_grid("paper").cells(), "paper")[:4]
+    lines = eta_lines(paper, _FakeStore([], tmp_path / "t"), "cpu", "bf16", data_root=tmp_path / "nothing")
+    assert lines == ["training time of the rest: unknown (mnist not found in the data root; pass --data-root)"]
+    quick = prioritized(profile_grid("quick").cells(), "quick")[:2]            # the digits are embedded
+    lines = eta_lines(quick, _FakeStore([], tmp_path / "t"), "cpu", "bf16")
+    assert lines == ["paper A capsnet: 2 missing, no rate measured on this device yet",
+                     "training time of the rest on this device: unknown (no rate measured here yet)"]

@@ -242,3 +242,32 @@ def test_fastcheck_verdict_compares_the_difference_with_the_seed_spread():
     v = verdict.set_index("score")
     assert v.at["pp", "seed_std"] == pytest.approx(0.1 / 2 ** 0.5) and bool(v.at["pp", "agrees"])
     assert v.at["re", "seed_std"] == 0 and not bool(v.at["re", "agrees"])    # no spread: any difference counts
+
+
+def test_groups_keep_the_priority_order():
+    """A fast-path group stands where its first cell is: on the paper profile, Fashion-MNIST
+    seed 0 is trained before MNIST seed 1 (each group fills with the next cells of its key)."""
+    from capslib.runner import prioritized, profile_grid, stage_of
+    cells = [c for c in prioritized(profile_grid("paper").cells(), "paper") if c.resolved().method == "capsnet"]
+    groups = plan_groups(cells, 8)
+    assert sorted(c.cell_id for g in groups for c in g) == sorted(c.cell_id for c in cells)
+    assert all(len(g) <= 8 and len({c.resolved().dataset for c in g}) == 1 for g in groups)
+    stages = [stage_of(g[0], "paper") for g in groups]
+    assert stages == sorted(stages)
+    firsts = [(g[0].resolved().dataset, g[0].seed, g[0].protocol) for g in groups]
+    assert firsts.index(("fashion", 0, "imbalanced")) < firsts.index(("mnist", 1, "imbalanced"))
+    assert groups[:5] == [cells[i:i + 8] for i in range(0, 40, 8)]          # MNIST seed 0: 40 CapsNets in 5 groups
+
+
+def test_fast_plan_places_references_among_the_groups(digits, tmp_path):
+    """With ``fast``, the CNN / Deep SAD cells of a class are trained where the priority puts
+    them, not after every CapsNet of the grid."""
+    from capslib.runner import GroupUnit, plan, prioritized, profile_grid
+    cells = prioritized(profile_grid("quick").cells(), "quick")
+    units = plan(cells, ResultsStore(tmp_path, "quick"), {"digits": digits}, "fp32", fast=True)
+    order = [u.specs[0] if isinstance(u, GroupUnit) else u.spec for u in units]
+    position = {c.cell_id: i for i, c in enumerate(cells)}
+    assert [position[s.cell_id] for s in order] == sorted(position[s.cell_id] for s in order)
+    kinds = [("group" if isinstance(u, GroupUnit) else s.resolved().method, s.protocol) for u, s in zip(units, order)]
+    assert kinds[:2] == [("group", "imbalanced")] * 2                        # paper A's 12 CapsNets: 8 + 4
+    assert kinds.index(("cnn", "imbalanced")) < kinds.index(("group", "novelty"))   # its references before paper B
