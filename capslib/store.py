@@ -74,13 +74,15 @@ class NewerCell(StoreError):
     """A cell written by a newer capslib (a higher schema version): left alone."""
 
 
-def git_commit() -> str:
-    """The commit of the code that ran, with ``-dirty`` when the tree had changes."""
-    here = Path(__file__).resolve().parent
+def git_commit(here: Optional[Path] = None) -> str:
+    """The commit of the code that ran, with ``-dirty`` when the tree had changes outside
+    ``results/`` (results are not code; ``scripts/gpu_window.sh prepare`` moves them away)."""
+    here = here or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], cwd=here,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("CAPSLIB_COMMIT", "unknown")

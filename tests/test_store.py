@@ -296,3 +296,21 @@ def test_fast_path_trains_only_unclaimed_cells(tmp_path):
         os.close(fd)
     assert rep["elsewhere"] == [cells[0].cell_id] and rep["ran"] == [cells[1].cell_id]
     assert store.finished_ids() == [cells[1].cell_id]
+
+
+def test_commit_is_dirty_for_code_changes_not_for_moved_results(tmp_path):
+    import subprocess
+    from capslib.store import git_commit
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "cell.json").write_text("{}")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    (tmp_path / "results" / "cell.json").unlink()                  # what gpu_window.sh prepare does
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "-dirty"
