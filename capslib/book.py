@@ -52,6 +52,11 @@ def find_root(root: Optional[str | os.PathLike] = None) -> Path:
     return r
 
 
+# chapters that read no profile's store (your_images runs on a digits folder the build writes):
+# the book shows them once, in the quick part
+PROFILE_FREE = frozenset({"your_images"})
+
+
 def list_notebooks(root: Path, only: Optional[Sequence[str]] = None) -> list[Path]:
     nb_dir = root / "notebooks"
     found = sorted(p for p in nb_dir.glob("*.ipynb") if not p.name.startswith("."))
@@ -65,6 +70,12 @@ def list_notebooks(root: Path, only: Optional[Sequence[str]] = None) -> list[Pat
                             f"choose from {', '.join(p.stem for p in found)}")
         found = [p for p in found if p.stem in wanted]
     return found
+
+
+def chapters_for(root: Path, profile: str, only: Optional[Sequence[str]] = None) -> list[Path]:
+    """The notebooks executed into ``book/<profile>/``: all of them for quick, the others
+    without the :data:`PROFILE_FREE` chapters."""
+    return [nb for nb in list_notebooks(root, only) if profile == "quick" or nb.stem not in PROFILE_FREE]
 
 
 def load_overrides(root: Path, profile: str) -> dict:
@@ -106,7 +117,7 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
     The notebooks only read the store (``train=False``): the book never trains inside papermill."""
     import papermill as pm
 
-    notebooks = list_notebooks(root, only)
+    notebooks = chapters_for(root, profile, only)
     overrides = load_overrides(root, profile)
     unknown = set(overrides) - {p.stem for p in list_notebooks(root)}
     if unknown:

@@ -115,3 +115,10 @@ def test_papermill_error_is_one_line(tmp_path):
     out = json.loads((tmp_path / "out.ipynb").read_text())
     tracebacks = [o["traceback"] for c in out["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert len(tracebacks) == 1 and len(tracebacks[0]) == 1   # one line in the notebook too
+
+
+def test_your_images_is_a_quick_chapter_only():
+    root = book.find_root(None)
+    quick = {p.stem for p in book.chapters_for(root, "quick")}
+    paper = {p.stem for p in book.chapters_for(root, "paper")}
+    assert "your_images" in quick and "your_images" not in paper and paper == quick - {"your_images"}
