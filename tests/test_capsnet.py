@@ -89,3 +89,24 @@ def test_decoder_mask_zeroes_other_capsules():
         assert torch.allclose(m.decode(caps2, longest), out.reconstruction)
         forced = m(x, mask=torch.tensor([2, 2]))
         assert torch.allclose(forced.reconstruction, m.decode(out.capsules, torch.tensor([2, 2])))
+
+
+def test_training_adam_foreach_is_bitwise_the_per_parameter_loop(monkeypatch):
+    """The training loop's Adam runs with foreach=True (fast on a CPU); its weights equal,
+    bit for bit, those of the per-parameter loop that trained the earlier fp32 cells."""
+    import capslib.train as train
+
+    def trained(foreach):
+        adam = torch.optim.Adam
+        monkeypatch.setattr(train.torch.optim, "Adam", lambda *a, **k: adam(*a, **{**k, "foreach": foreach}))
+        torch.manual_seed(0)
+        model = CapsNet(CapsNetConfig(n_classes=2, decoder_hidden=(32, 64)))
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.rand(24, 1, 28, 28, generator=g), torch.randint(0, 2, (24,), generator=g)
+        train.train_capsnet(model, x, y, train.TrainSettings(epochs=2, batch_size=8, lr_decay=0.9),
+                            torch.Generator().manual_seed(2))
+        monkeypatch.setattr(train.torch.optim, "Adam", adam)
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(trained(True), trained(False)):
+        assert torch.equal(a, b)
