@@ -1,5 +1,8 @@
 import os
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,3 +19,29 @@ def digits():
 def _checkpoint_cache(tmp_path_factory, monkeypatch):
     """In-flight checkpoints of every test go to a temporary cache, never ~/.cache/capslib."""
     monkeypatch.setenv("CAPSLIB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def tiny_splits(monkeypatch):
+    """Every split cut to 30 training and 60 test digits (the driver plans them; the units carry them)."""
+    import capslib.runner as runner
+    from capslib.splits import Split
+    full = runner.split_for
+
+    def short_split(r, data):
+        sp = full(r, data)
+        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:24], np.flatnonzero(sp.train_labels == 1)[:6]])
+        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
+        return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
+    monkeypatch.setattr(runner, "split_for", short_split)
+
+
+def screenshot(locator, name: str, tmp_path: Path) -> Path:
+    """A Playwright locator's screenshot in ``tmp_path``, copied to $CAPSLIB_SCREENSHOTS if set."""
+    out = tmp_path / name
+    locator.screenshot(path=str(out))
+    extra = os.environ.get("CAPSLIB_SCREENSHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, Path(extra) / name)
+    return out

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from conftest import screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -193,16 +193,6 @@ FIGURE_STATE = """([id, menu]) => {
 }"""
 
 
-def _shot(locator, name: str, tmp_path: Path) -> Path:
-    out = tmp_path / name
-    locator.screenshot(path=str(out))
-    extra = os.environ.get("CAPSLIB_SCREENSHOTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, Path(extra) / name)
-    return out
-
-
 def test_dropdown_switches_class(site, browser, tmp_path):
     """Choose another class in a figure's class dropdown: the visible traces (or the layout)
     change, in the static page, with no kernel."""
@@ -229,7 +219,7 @@ def test_dropdown_switches_class(site, browser, tmp_path):
         before = page.evaluate(FIGURE_STATE, [fig_id, menu_i])
         assert any(x is True for x in before["visible"]), f"{fig_id}: no trace visible before the change"
         stem = path.stem
-        _shot(fig, f"{stem}-before.png", tmp_path)
+        screenshot(fig, f"{stem}-before.png", tmp_path)
 
         # open the dropdown the way a reader does, and choose the next class
         # Plotly draws every menu of a figure in one container, one header group per menu in the
@@ -243,7 +233,7 @@ def test_dropdown_switches_class(site, browser, tmp_path):
         buttons.nth(target).click()
         page.wait_for_timeout(500)
         after = page.evaluate(FIGURE_STATE, [fig_id, menu_i])
-        _shot(fig, f"{stem}-after.png", tmp_path)
+        screenshot(fig, f"{stem}-after.png", tmp_path)
 
         assert after["active"] == target, (f"{fig_id}: the dropdown shows entry {after['active']}, "
                                            f"expected {target} ({before['labels'][target]!r})")

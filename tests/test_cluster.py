@@ -17,7 +17,6 @@ from capslib import locks
 from capslib.cli import main
 from capslib.config import CellSpec
 from capslib.methods import METHODS
-from capslib.splits import Split
 from capslib.store import ResultsStore
 
 TESTS = Path(__file__).resolve().parent
@@ -27,19 +26,6 @@ def _cluster():
     pytest.importorskip("distributed", reason='the cluster extra: pip install -e ".[cluster]"')
     from capslib.cluster import DaskExecutor
     return DaskExecutor
-
-
-@pytest.fixture
-def tiny_splits(monkeypatch):
-    """Every split cut to 30 training and 60 test digits (the driver plans them; the units carry them)."""
-    full = runner.split_for
-
-    def short_split(r, data):
-        sp = full(r, data)
-        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:24], np.flatnonzero(sp.train_labels == 1)[:6]])
-        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
-        return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
-    monkeypatch.setattr(runner, "split_for", short_split)
 
 
 def _strip(rows):

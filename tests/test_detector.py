@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("safetensors")
 from capslib.cli import main  # noqa: E402
 from capslib.data import load_dataset  # noqa: E402
-from capslib.detector import META, WEIGHTS, Detector, FitSettings, ModelFileError, fit, fit_or_load  # noqa: E402
+from capslib.detector import META, WEIGHTS, Detector, FitSettings, ModelFileError, fit_or_load  # noqa: E402
 from capslib.folder import MIN_NORMAL, load_folder, save_image, write_example_folder  # noqa: E402
 from capslib.scores import auroc  # noqa: E402
 

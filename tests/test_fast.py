@@ -16,7 +16,6 @@ from capslib.losses import margin_loss, reconstruction_loss
 from capslib.protocols import (CapsNetJob, EvalRequest, RunContext, run_imbalanced_capsnet,
                                run_novelty_capsnet)
 from capslib.runner import run_grid, split_for
-from capslib.splits import Split
 from capslib.store import ResultsStore
 from capslib.train import TrainSettings, evaluate_capsnet, train_capsnet
 
@@ -179,18 +178,9 @@ def test_group_results_match_plain_cells(digits, protocol):
                 np.testing.assert_allclose(res.arrays[k], v, rtol=1e-3, atol=1e-4, err_msg=k)
 
 
-def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, monkeypatch):
+def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, tiny_splits):
     """run_grid on the real digits, fast vs plain; the splits are cut short (both paths)
     to keep the test quick."""
-    import capslib.runner as runner
-    full = runner.split_for
-
-    def short_split(r, data):
-        sp = full(r, data)
-        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:24], np.flatnonzero(sp.train_labels == 1)[:6]])
-        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
-        return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
-    monkeypatch.setattr(runner, "split_for", short_split)
     cells = [CellSpec("imbalanced", "digits", variant=v, normal_class=1, anomaly_fraction=0.1, seed=0, epochs=1)
              for v in ("standard", "proposed")]
     stores = {}

@@ -4,7 +4,6 @@ small committed store, one-epoch digits cells and a tiny data pack."""
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 

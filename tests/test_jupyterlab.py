@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -123,15 +124,6 @@ def lab(tmp_path):
         log.close()
 
 
-def _shot(page, locator, name: str, tmp_path: Path) -> None:
-    out = tmp_path / name
-    locator.screenshot(path=str(out))
-    extra = os.environ.get("CAPSLIB_SCREENSHOTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out, Path(extra) / name)
-
-
 RESULT = re.compile(r"threshold (-?\d+\.\d{4}): accuracy (\d+\.\d\d)%")
 
 
@@ -199,7 +191,7 @@ def test_chapter_runs_in_jupyterlab_and_the_threshold_slider_answers(lab, tmp_pa
             before = RESULT.search(result.inner_text())
             assert before, result.inner_text()
             assert float(before.group(1)) == pytest.approx(float(before_readout), abs=1e-3)
-            _shot(page, explorer, f"jupyterlab-{CHAPTER}-before.png", tmp_path)
+            screenshot(explorer, f"jupyterlab-{CHAPTER}-before.png", tmp_path)
 
             # drag the handle a third of the track to the left (the stored threshold sits high)
             handle = slider.locator(".noUi-handle").first
@@ -219,7 +211,7 @@ def test_chapter_runs_in_jupyterlab_and_the_threshold_slider_answers(lab, tmp_pa
             }""", arg=[result.element_handle(), before.group(1)], timeout=30_000)
             after_readout = readout.inner_text().strip()
             after = RESULT.search(result.inner_text())
-            _shot(page, explorer, f"jupyterlab-{CHAPTER}-after.png", tmp_path)
+            screenshot(explorer, f"jupyterlab-{CHAPTER}-after.png", tmp_path)
             assert after_readout != before_readout, "the slider's readout did not move"
             assert float(after.group(1)) == pytest.approx(float(after_readout), abs=1e-3), (
                 f"the kernel printed threshold {after.group(1)}, the slider shows {after_readout}")

@@ -5,7 +5,6 @@ import io
 import json
 import multiprocessing as mp
 import os
-import shutil
 import subprocess
 import sys
 import time
