@@ -126,6 +126,7 @@ def fit(data: FolderData, settings: FitSettings = FitSettings(), device=None, pr
     """Train the protocol's CapsNet on the folder's training images, evaluate its test set."""
     from .store import device_name, git_commit
 
+    commit = git_commit()                       # the code this fit starts with
     device = torch.device(device) if device else default_device()
     cell = folder_cell(data, settings)
     ds, split = study_data(data)
@@ -145,7 +146,7 @@ def fit(data: FolderData, settings: FitSettings = FitSettings(), device=None, pr
     test = requests["test"]
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "capslib_version": __version__,
-        "commit": git_commit(), "torch": torch.__version__, "device": device_name(device),
+        "commit": commit, "torch": torch.__version__, "device": device_name(device),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "protocol": data.protocol, "paper": "A" if data.protocol == "imbalanced" else "B", "variant": cell.variant,
         "classes": list(data.classes), "capsnet": asdict(job.model.config),

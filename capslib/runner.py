@@ -25,7 +25,7 @@ from .methods import method_for
 from .profiles import (PRIORITY, PROFILES, Grid, _matches, narrow, prioritized, profile_grid,  # noqa: F401
                        stage_of)
 from .splits import Split, check_imbalanced, imbalanced_split, novelty_split
-from .store import ResultsStore, provenance, result_rows
+from .store import ResultsStore, git_commit, provenance, result_rows
 from .train import check_precision, default_device, default_precision
 
 
@@ -73,6 +73,7 @@ def run_cell(spec: CellSpec, store: ResultsStore, data_root=None, device=None, p
     fp32). A CapsNet's training is checkpointed every epoch and resumes from its
     checkpoint; with ``deadline`` (``time.monotonic()``) it may stop at an epoch boundary
     with :class:`capslib.checkpoint.TrainingPaused`. The checkpoint goes once the cell is stored."""
+    git_commit()                                # the commit this cell starts with
     device = torch.device(device) if device is not None else default_device()
     precision = check_precision(precision or default_precision(device))
     data = load_dataset(spec.resolved().dataset, data_root)
@@ -163,6 +164,7 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     trains the units (None: :class:`capslib.execute.InProcess`; or a
     :class:`capslib.cluster.DaskExecutor`); cells another run holds are left to it ('elsewhere')."""
     budget = TimeBudget(time_budget)
+    git_commit()                                # the commit this run starts with, kept for its cells
     dev = torch.device(device) if device is not None else default_device()
     precision = check_precision(precision or default_precision(dev))
     store.clean_stale()

@@ -74,10 +74,22 @@ class NewerCell(StoreError):
     """A cell written by a newer capslib (a higher schema version): left alone."""
 
 
+_PROCESS_COMMIT: list[str] = []
+
+
 def git_commit(here: Optional[Path] = None) -> str:
     """The commit of the code that ran, with ``-dirty`` when the tree had changes outside
-    ``results/`` (results are not code; ``scripts/gpu_window.sh prepare`` moves them away)."""
-    here = here or Path(__file__).resolve().parent
+    ``results/`` (results are not code; ``scripts/gpu_window.sh prepare`` moves them away).
+    For capslib's own checkout (``here`` None) the first answer is kept for the process: a
+    long run records the code it started with, not a commit made while it trained."""
+    if here is None:
+        if not _PROCESS_COMMIT:
+            _PROCESS_COMMIT.append(_read_commit(Path(__file__).resolve().parent))
+        return _PROCESS_COMMIT[0]
+    return _read_commit(here)
+
+
+def _read_commit(here: Path) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=10).stdout.strip()

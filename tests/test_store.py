@@ -313,3 +313,14 @@ def test_commit_is_dirty_for_code_changes_not_for_moved_results(tmp_path):
     assert git_commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == clean + "-dirty"
+
+
+def test_a_process_keeps_the_commit_it_started_with(monkeypatch):
+    """A commit made while a long run trains does not relabel the cells it writes."""
+    import capslib.store as store
+    monkeypatch.setattr(store, "_PROCESS_COMMIT", [])
+    answers = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    monkeypatch.setattr(store, "_read_commit", lambda here: next(answers))
+    assert store.git_commit() == "aaaaaaaaaaaa"
+    assert store.git_commit() == "aaaaaaaaaaaa"                 # the checkout moved on; the process did not
+    assert store.provenance("cpu")["commit"] == "aaaaaaaaaaaa"
