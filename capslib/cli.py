@@ -206,6 +206,19 @@ def add_detector_commands(sub) -> None:
                    help="the CapsNet's forward pass (default: bf16 where the device has it natively, else fp32)")
     f.add_argument("--skip-unreadable", action="store_true", help="list unreadable files and go on instead of stopping")
     f.add_argument("--no-progress", action="store_true")
+    e = sub.add_parser("export-folder", help="write one study cell's images as a folder that fit reads",
+                       description="The training and test images of one cell of the study (paper A: "
+                                   "--normal-class and --fraction; paper B: --held-out) as PNG files in fit's "
+                                   "layout, with the cell's own test set under test/: `fit` on it trains the "
+                                   "same experiment as `run` does for that cell.")
+    e.add_argument("out", metavar="FOLDER")
+    e.add_argument("--dataset", default="digits", help="digits (default), mnist, fashion, kmnist")
+    e.add_argument("--protocol", default="imbalanced", help="imbalanced (paper A, default) or novelty (paper B)")
+    e.add_argument("--normal-class", default="0", help="paper A's normal class (default 0)")
+    e.add_argument("--fraction", default="0.1", help="paper A's anomaly fraction (default 0.1)")
+    e.add_argument("--held-out", default="9", help="paper B's held-out classes, e.g. 9 or 0,3,5 (default 9)")
+    e.add_argument("--seed", default="0", help="the cell's seed (default 0)")
+    e.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
     s = sub.add_parser("score", help="score images with a model written by fit (one CSV row per image)")
     s.add_argument("model_dir")
     s.add_argument("images", nargs="+", help="image files, or folders (searched recursively)")
@@ -280,4 +293,18 @@ def cmd_score(args) -> int:
     return 0
 
 
-DETECTOR_COMMANDS = {"fit": cmd_fit, "score": cmd_score}
+def cmd_export_folder(args) -> int:
+    from .config import as_float, as_int
+    from .folder import write_example_folder
+
+    held_out = tuple(as_int("--held-out", c) for c in args.held_out.split(","))
+    root = write_example_folder(args.out, args.dataset, args.protocol, as_int("--normal-class", args.normal_class),
+                                as_float("--fraction", args.fraction), held_out, as_int("--seed", args.seed),
+                                args.data_root)
+    counts = {d: sum(1 for _ in (root / d).rglob("*.png")) for d in ("normal", "anomalous", "test/normal",
+                                                                      "test/anomalous") if (root / d).is_dir()}
+    print(f"wrote {root}: " + ", ".join(f"{d}/ {n}" for d, n in counts.items()))
+    return 0
+
+
+DETECTOR_COMMANDS = {"fit": cmd_fit, "score": cmd_score, "export-folder": cmd_export_folder}

@@ -306,19 +306,26 @@ def write_example_folder(root: str | os.PathLike, dataset: str = "digits", proto
     with other contents; returns ``root``."""
     import shutil
 
+    from .config import CellSpec
     from .data import load_dataset
-    from .splits import imbalanced_split, novelty_split
+    from .splits import check_imbalanced, imbalanced_split, novelty_split
 
     root = Path(root)
+    if protocol not in ("imbalanced", "novelty"):
+        raise FolderError(f"protocol {protocol!r}: choose imbalanced (paper A) or novelty (paper B)")
+    if protocol == "imbalanced":                # the study's own checks: one line for a class or fraction out of range
+        CellSpec(protocol, dataset, "capsnet", variant="proposed", normal_class=normal_class,
+                 anomaly_fraction=anomaly_fraction, seed=seed).resolved()
+    else:
+        CellSpec(protocol, dataset, "capsnet", held_out=tuple(held_out), seed=seed).resolved()
     data = load_dataset(dataset, data_root)
     if protocol == "imbalanced":
+        check_imbalanced(data.y_train, dataset, normal_class, anomaly_fraction)
         split = imbalanced_split(data.y_train, data.y_test, normal_class, anomaly_fraction, seed)
         train_dirs = ["normal" if y == 0 else "anomalous" for y in split.train_labels]
     elif protocol == "novelty":
         split = novelty_split(data.y_train, data.y_test, tuple(held_out), data.n_classes)
         train_dirs = [f"normal/{int(c)}" for c in data.y_train[split.train_idx]]
-    else:
-        raise FolderError(f"protocol {protocol!r}: choose imbalanced (paper A) or novelty (paper B)")
     if root.exists():
         shutil.rmtree(root)
     items = [(data.x_train[i], root / d / f"train{i:05d}.png") for i, d in zip(split.train_idx, train_dirs)]
