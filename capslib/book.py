@@ -319,6 +319,10 @@ def write_overview(root: Path, results_root: Path) -> Path:
         out.append(_md_table(report.cost_totals(df)))
         out.append("\n**Where the numbers came from** (commit, device, torch):\n")
         out.append(_md_table(report.provenance(df)))
+        out.append("\n**Trainings that ended on the loss plateau** (paper A's CapsNet cells whose last training "
+                   f"loss is above {report.PLATEAU_LOSS}; see {{ref}}`the loss plateau <methods-plateau>`), "
+                   "per route and anomaly fraction:\n")
+        out.append(_md_table(report.plateau_table(store)))
         cost = report.cost_table(df)
         keep = [c for c in ("cell_id", "train_seconds", "device", "commit", "finished_utc") if c in cost.columns]
         out.append(f"\n:::{{dropdown}} Every cell of profile `{profile}`: training seconds, device, commit\n")

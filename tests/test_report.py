@@ -199,3 +199,24 @@ def test_widgets_threshold_and_browser(store, df):
     b = widgets.gallery_browser(store, df)
     b.children[1].children[0].value = 9
     assert "anomalous" in b.children[2].children[2].value
+
+
+def test_plateau_table_counts_stalled_trainings_per_route_and_fraction():
+    from capslib.report import PLATEAU_LOSS, plateau_table
+
+    def doc(fraction, loss, fast, method="capsnet", protocol="imbalanced"):
+        info = {"final_loss": loss, **({"fast_path": {"group_size": 8}} if fast else {})}
+        return {"resolved": {"protocol": protocol, "method": method, "anomaly_fraction": fraction},
+                "info": info, "provenance": {"device": "gpu" if fast else "cpu", "precision": "bf16"}}
+
+    docs = {"a": doc(0.01, 0.41, True), "b": doc(0.01, 0.01, True), "c": doc(0.1, 0.012, True),
+            "d": doc(0.01, PLATEAU_LOSS + 1e-6, False), "e": doc(0.01, PLATEAU_LOSS, False),
+            "f": doc(0.01, 0.9, False, method="cnn"), "g": doc(None, 0.9, False, protocol="novelty")}
+
+    class Store:
+        finished_ids = staticmethod(lambda: sorted(docs))
+        load_cell = staticmethod(lambda cid: docs[cid])
+
+    t = plateau_table(Store())
+    got = {(r["route"], r["anomaly fraction"]): (r["on plateau"], r["cells"]) for _, r in t.iterrows()}
+    assert got == {("fast path", 0.1): (0, 1), ("fast path", 0.01): (1, 2), ("plain path", 0.01): (1, 2)}
