@@ -65,6 +65,7 @@ prepare)
         fi
     done
     git rev-parse --short=12 HEAD > "$DEV/commit"
+    $PY -m capslib.routecheck --write-groups "$DEV/groups.json" --profile "${WINDOW_PROFILE:-paper}"   # for routecheck there
     $PY - "$DEV/finished.txt" <<'EOF'
 import sys
 from pathlib import Path
@@ -123,9 +124,13 @@ window)
     else
         say "pick failed or ran past ${WINDOW_PICK_TIMEOUT:-120} s (see above): plain-path workers"
     fi
-    left=$(( budget - ($(date +%s) - t0) - 60 ))          # a minute for packing
-    common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress)
-    [ -s "$DEV/finished.txt" ] && common+=(--finished-list "$DEV/finished.txt")
+    run_args() {                                        # `run`'s options, with the time left now
+        left=$(( budget - ($(date +%s) - t0) - 60 ))      # a minute for packing
+        common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress)
+        [ -s "$DEV/finished.txt" ] && common+=(--finished-list "$DEV/finished.txt")
+        return 0
+    }
+    run_args
     ran=fallback
     if [ "$flags" != "--no-fast" ] && [ "$left" -gt 30 ]; then
         say "training: fast path $flags, budget $left s"
@@ -133,9 +138,7 @@ window)
         else say "the fast path raised (see above): falling back to $workers plain-path workers"; fi
     fi
     if [ "$ran" = fallback ]; then
-        left=$(( budget - ($(date +%s) - t0) - 60 ))
-        common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress)
-        [ -s "$DEV/finished.txt" ] && common+=(--finished-list "$DEV/finished.txt")
+        run_args
         say "training: $workers plain-path workers (--no-fast; per-cell claims split the grid), budget $left s"
         pids=()
         for i in $(seq "$workers"); do

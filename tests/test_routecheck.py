@@ -1,0 +1,41 @@
+"""capslib.routecheck on the CPU: every route trains a digits cell, and the grouped route
+retrains the stored cell inside its recorded fast-path group."""
+import json
+
+import pytest
+
+from capslib.config import CellSpec
+from capslib.routecheck import ROUTES, cell_from_id, main, stored_group
+from capslib.runner import run_grid
+from capslib.store import ResultsStore
+
+
+@pytest.mark.slow
+def test_every_route_on_a_digits_cell(tmp_path, tiny_splits, capsys):
+    cells = [CellSpec("imbalanced", "digits", variant=v, normal_class=1, anomaly_fraction=0.1, seed=0, epochs=5)
+             for v in ("standard", "proposed")]
+    run_grid(cells, ResultsStore(tmp_path / "res", "quick"), device="cpu", show_progress=False, fast=True)
+    target = cells[0].cell_id
+    assert stored_group(target, tmp_path / "res", "quick") == [c.cell_id for c in cells]
+    assert main(["--write-groups", str(tmp_path / "groups.json"), "--profile", "quick",
+                 "--results-root", str(tmp_path / "res")]) == 0                   # what travels to the GPU
+    assert stored_group(target, "nowhere", "quick", tmp_path / "groups.json") == [c.cell_id for c in cells]
+    assert main(["--cells", target, "--profile", "quick", "--groups", str(tmp_path / "groups.json"),
+                 "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads(next((tmp_path / "out").glob("routecheck-cpu-*.json")).read_text())
+    got = report["cells"][target]
+    assert set(got) == set(ROUTES)
+    for route, r in got.items():
+        assert r["final_loss"] > 0 and 0 <= r["auroc"]["anomaly_score"] <= 1, route
+    assert got["fast-bf16-group"]["group_size"] == 2 and got["fast-bf16"]["group_size"] == 1
+    assert got["fast-fp32"]["auroc"] == pytest.approx(got["plain-fp32"]["auroc"], abs=1e-3)   # one model: the same training
+    assert f"{target} plain-fp32: last loss" in capsys.readouterr().out
+
+
+def test_unknown_cell_or_route_is_one_line(capsys):
+    assert main(["--cells", "imbalanced-mnist-capsnet-standard-n3-f0.01-s7-e10-b32", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: cell 'imbalanced-mnist-capsnet-standard-n3-f0.01-s7-e10-b32' is "
+                                               "in neither the paper nor the quick profile's grid")
+    assert main(["--routes", "plain-fp16", "--device", "cpu"]) == 2
+    assert "unknown route 'plain-fp16'" in capsys.readouterr().err
+    assert cell_from_id("imbalanced-mnist-capsnet-standard-n3-f0.01-s0-e10-b32").normal_class == 3
