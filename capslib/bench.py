@@ -16,10 +16,8 @@ FLOP/s of a large fp32 matmul measured here ("achievable peak"); a CPU has no no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +25,7 @@ import torch
 from .capsnet import CapsNet, CapsNetConfig
 from .fast import FastOptions, StackedCapsNet, tf32_enabled, train_stacked
 from .protocols import CapsNetJob
-from .store import device_name, git_commit
+from .store import device_name, git_commit, write_report
 from .train import TrainSettings, check_precision, evaluate_capsnet, native_bf16, synchronize, train_capsnet
 
 SETTINGS = {"A": {"K": 2, "batch": 32, "standardize": True}, "B": {"K": 9, "batch": 100, "standardize": False}}
@@ -319,10 +317,7 @@ def main(argv=None) -> int:
             table = profile_fast(s["K"], s["batch"], s["standardize"], min(steps, 20), models, device, options)
             report["settings"][key]["profile"] = table
             print(f"fast path:\n{table}")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1))
+    path = write_report(a.out, device.type, report, default=None)
     print(f"wrote {path}")
     return 0
 

@@ -13,7 +13,6 @@ table and the verdict to ``<out>/fastcheck-<device>-<date>.json``. Use two or mo
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import torch
 from .cli import build_parser, grid_from_args
 from .fast import FastOptions
 from .runner import run_grid
-from .store import ResultsStore, device_name, git_commit
+from .store import ResultsStore, device_name, git_commit, write_report
 from .train import default_device
 
 
@@ -83,10 +82,7 @@ def main(argv=None) -> int:
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_seconds": seconds,
               "cells": [c.cell_id for c in cells], "table": table.to_dict("records"),
               "verdict": verdict.to_dict("records")}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"fastcheck-{torch.device(device).type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1, default=float))
+    path = write_report(out_dir, f"fastcheck-{torch.device(device).type}", report, default=float)
     print(f"wrote {path}")
     return 0
 

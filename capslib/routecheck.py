@@ -24,6 +24,7 @@ import torch
 
 from .config import CellSpec, ConfigError, FastOptions
 from .report import PLATEAU_LOSS
+from .store import device_name, git_commit, write_report
 
 # route -> (fast path?, plain-path precision, fast-path switches, in the stored cell's group?)
 ROUTES: dict[str, tuple[bool, str, FastOptions, bool]] = {
@@ -118,7 +119,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = {"device": str(device), "torch": torch.__version__, "plateau_loss": PLATEAU_LOSS, "cells": {}}
+    report = {"device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
+              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "routes": routes,
+              "plateau_loss": PLATEAU_LOSS, "cells": {}}
     for spec in specs:
         got = report["cells"].setdefault(spec.cell_id, {})
         for route in routes:
@@ -135,10 +138,7 @@ def main(argv=None) -> int:
                                       f"AS AUROC {r['auroc'].get('anomaly_score', float('nan')):.4f}, "
                                       f"RE {r['auroc'].get('re', float('nan')):.4f}")
             print(f"{spec.cell_id} {route}: {what} [{r['seconds']} s]", flush=True)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"routecheck-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1, default=str))
+    path = write_report(a.out, f"routecheck-{device.type}", report)
     print(f"wrote {path}")
     return 0
 

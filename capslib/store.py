@@ -101,6 +101,15 @@ def _read_commit(here: Path) -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else os.environ.get("CAPSLIB_COMMIT", "unknown")
 
 
+def write_report(out_dir, stem: str, report: dict, default=str) -> Path:
+    """A measurement's JSON (benchmarks, checks) as ``<out_dir>/<stem>-<date>-<time>.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=1, default=default))
+    return path
+
+
 def device_name(device) -> str:
     import torch
     if getattr(device, "type", str(device)) == "cuda":

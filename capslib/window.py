@@ -16,7 +16,6 @@ is the decision, as run options.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .config import CellSpec, FastOptions
+from .store import write_report
 
 CANDIDATES: dict[str, FastOptions] = {
     "bf16": FastOptions(bf16=True),
@@ -133,10 +133,7 @@ def main(argv=None) -> int:
     report = pick(device, a.steps or (30 if device.type == "cuda" else 2), a.models, names)
     for name, t in report["timings"].items():
         print(f"{name:32s} " + (f"{t['images_per_s']:9.1f} images/s" if "images_per_s" in t else t["error"]))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"window-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1, default=str))
+    path = write_report(a.out, f"window-{device.type}", report)
     print(f"decision: {report['decision']} ({report['why']}); wrote {path}")
     print(" ".join(report["flags"]))
     return 0
