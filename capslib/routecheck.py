@@ -38,7 +38,7 @@ ROUTES: dict[str, tuple[bool, str, FastOptions, bool]] = {
 # the cells that stalled on the H200 but not on a CPU's plain path (book/methods.md)
 DEFAULT_CELLS = ("imbalanced-fashion-capsnet-standard-n9-f0.1-s0-e10-b32",
                  "imbalanced-mnist-capsnet-standard-n3-f0.01-s0-e10-b32",
-                 "imbalanced-mnist-capsnet-standard-n4-f0.01-s0-e10-b32",
+                 "imbalanced-fashion-capsnet-standard-n9-f0.01-s0-e10-b32",
                  "imbalanced-mnist-capsnet-proposed-n3-f0.01-s0-e10-b32")
 
 
