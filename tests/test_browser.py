@@ -136,6 +136,13 @@ def test_every_page_is_offline_and_renders(site, browser):
                                                   || !!document.querySelector('mjx-container')""", timeout=15000)
             except Exception:
                 pass   # the check below reports it
+            try:   # so does the widget manager render saved widgets: wait for them too (or time out)
+                v.page.wait_for_function("""() => !(document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')
+                                                    && document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]'))
+                                                  || !!document.querySelector('.jupyter-widgets, .widget-inline-hbox, .lm-Widget')""",
+                                         timeout=15000)
+            except Exception:
+                pass   # the check below reports it
             state = v.page.evaluate("""() => {
                 const figs = Array.from(document.querySelectorAll('.plotly-graph-div'));
                 return {
