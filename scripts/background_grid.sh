@@ -9,7 +9,7 @@
 #   python -m capslib run --profile paper --results-root <this checkout>/results \
 #       --time-budget <MINUTES*60> --no-progress [extra options]
 #
-# The run trains the missing cells in the paper profile's priority order (capslib.profiles.
+# The run trains the missing cells in the paper profile's priority order (capslib.study.profiles.
 # PRIORITY: paper A seed 0 first), in bf16 where the CPU has it natively, and starts no
 # cell that would end after MINUTES unless the cell is resumable: a CapsNet cell is
 # checkpointed after every epoch (under $CAPSLIB_CACHE) and pauses at the last epoch

@@ -52,7 +52,7 @@ if ! command -v npm >/dev/null; then step "apt-get install npm"; apt_install nod
 # 1d. the JavaScript the static pages load: plotly.js (pip), require.js, the ipywidgets HTML
 #     manager and MathJax (npm pack, pinned versions and checksums) into _vendor/
 step "vendoring plotly.js, require.js, @jupyter-widgets/html-manager, MathJax into _vendor/"
-$PY -c "from capslib.book import find_root; from capslib.vendor import vendor_js; print(vendor_js(find_root('.')))"
+$PY -c "from capslib.book.common import find_root; from capslib.book.vendor import vendor_js; print(vendor_js(find_root('.')))"
 
 # 2. the quick profile: both protocols on scikit-learn's embedded digits, on the CPU
 step "python -m capslib run --profile quick"

@@ -10,7 +10,7 @@
 #   here:   bash scripts/gpu_window.sh restore        # the cell folders back (safe to repeat)
 #           bash scripts/gpu_window.sh unpack <files_at>   # the new cells into results/paper; then commit
 #
-# `window SECONDS` (there): (1) ≤ 90 s: python -m capslib.window pick times the plain path
+# `window SECONDS` (there): (1) ≤ 90 s: python -m capslib.tools.window pick times the plain path
 # and the fast path's switch sets (bf16, channels-last, CUDA graphs, tf32) on paper A's
 # setting, checks the fastest on two real digits cells (losses finite and falling, AUROCs
 # within 0.05 of the plain path's), writes results/bench/window-*.json and decides: the fast
@@ -34,7 +34,7 @@
 #
 # Environment: CAPSLIB_DATA (raw MNIST-family files, for the pack), WINDOW_DEVICE (default
 # cuda), WINDOW_PROFILE (default paper), WINDOW_WORKERS (default 4), WINDOW_PICK_ARGS (extra
-# options of `python -m capslib.window pick`), WINDOW_PICK_TIMEOUT (default 120 s), WINDOW_STASH (where
+# options of `python -m capslib.tools.window pick`), WINDOW_PICK_TIMEOUT (default 120 s), WINDOW_STASH (where
 # `prepare` moves the cell folders; default ../.capslib-window-stash). Extra arguments after
 # SECONDS go to `python -m capslib run` (the CPU dry run in tests/test_gpu_window.py uses
 # them for one-epoch digits cells).
@@ -65,7 +65,7 @@ prepare)
         fi
     done
     git rev-parse --short=12 HEAD > "$DEV/commit"
-    $PY -m capslib.routecheck --write-groups "$DEV/groups.json" --profile "${WINDOW_PROFILE:-paper}"   # for routecheck there
+    $PY -m capslib.tools.routecheck --write-groups "$DEV/groups.json" --profile "${WINDOW_PROFILE:-paper}"   # for routecheck there
     $PY - "$DEV/finished.txt" <<'EOF'
 import sys
 from pathlib import Path
@@ -118,7 +118,7 @@ window)
     (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi") >> "$log"
     flags="--no-fast"
     # shellcheck disable=SC2086
-    if timeout "${WINDOW_PICK_TIMEOUT:-120}" $PY -m capslib.window pick --device "$device" --out results/bench ${WINDOW_PICK_ARGS:-} >> "$log" 2>&1; then
+    if timeout "${WINDOW_PICK_TIMEOUT:-120}" $PY -m capslib.tools.window pick --device "$device" --out results/bench ${WINDOW_PICK_ARGS:-} >> "$log" 2>&1; then
         flags="$(tail -n 1 "$log")"
         say "pick: $(grep '^decision:' "$log" | tail -n 1)"
     else

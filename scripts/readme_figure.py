@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from capslib.store import ResultsStore  # noqa: E402
+from capslib.run.store.results import ResultsStore  # noqa: E402
 
 
 def find_cell(store: ResultsStore, *parts: str) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from capslib.methods import METHODS
-from capslib.protocols import CellResult
-from capslib.train import NonFiniteLoss
+from capslib.study.methods import METHODS
+from capslib.study.protocols import CellResult
+from capslib.train.plain import NonFiniteLoss
 
 MARKS_ENV = "CAPSLIB_TEST_MARKS"   # a folder: each start of a sleepy cell leaves <cell_id>.<pid> there
 

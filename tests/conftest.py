@@ -11,7 +11,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture
 def digits():
-    from capslib.data import load_dataset
+    from capslib.data.datasets import load_dataset
     return load_dataset("digits")
 
 
@@ -24,8 +24,8 @@ def _checkpoint_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_splits(monkeypatch):
     """Every split cut to 30 training and 60 test digits (the driver plans them; the units carry them)."""
-    import capslib.runner as runner
-    from capslib.splits import Split
+    import capslib.run.runner as runner
+    from capslib.data.splits import Split
     full = runner.split_for
 
     def short_split(r, data):

@@ -1,4 +1,4 @@
-"""Baselines and reference detectors (capslib.baselines): networks' shapes, score
+"""Baselines and reference detectors (capslib.study.baselines): networks' shapes, score
 direction, a known-answer AUROC floor on a tiny synthetic set, and one end-to-end cell
 per method on the embedded digits. CPU, well under two minutes."""
 from __future__ import annotations
@@ -7,20 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-import capslib.baselines as B
-from capslib.baselines.cnn import PlainCNN, msp_score
-from capslib.baselines.dbn import DBN
-from capslib.baselines.deepsad import LeNetDecoder, LeNetEncoder, center, deep_sad_loss
-from capslib.baselines.ocsvm import select_ocsvm
-from capslib.baselines.vae import ConvVAE, negative_elbo
-from capslib.config import CellSpec
-from capslib.data import Dataset
-from capslib.methods import METHODS
-from capslib.protocols import RunContext
-from capslib.runner import PROFILES, run_cell
-from capslib.scores import auroc
-from capslib.splits import imbalanced_split, novelty_split
-from capslib.store import ResultsStore
+import capslib.study.baselines as B
+from capslib.study.baselines.cnn import PlainCNN, msp_score
+from capslib.study.baselines.dbn import DBN
+from capslib.study.baselines.deepsad import LeNetDecoder, LeNetEncoder, center, deep_sad_loss
+from capslib.study.baselines.ocsvm import select_ocsvm
+from capslib.study.baselines.vae import ConvVAE, negative_elbo
+from capslib.core.config import CellSpec
+from capslib.data.datasets import Dataset
+from capslib.study.methods import METHODS
+from capslib.study.protocols import RunContext
+from capslib.run.runner import run_cell
+from capslib.study.profiles import PROFILES
+from capslib.model.scores import auroc
+from capslib.data.splits import imbalanced_split, novelty_split
+from capslib.run.store.results import ResultsStore
 
 CPU = RunContext(torch.device("cpu"))
 SIZE = 20                                                  # small images keep the file fast

@@ -1,11 +1,12 @@
-"""What capslib.book does to an executed chapter (issue 12): its title names the profile, the
+"""What capslib.book.execute does to an executed chapter: its title names the profile, the
 book shows the parameters once; and --skip-execute with no executed chapters says what to run."""
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from capslib import book
+from capslib.book import build, common, overview
+from capslib.book import execute as executing
 
 
 def _executed(path, injected=True):
@@ -23,20 +24,20 @@ def _executed(path, injected=True):
 
 def test_executed_chapter_names_its_profile_and_shows_parameters_once(tmp_path):
     path = _executed(tmp_path / "roc_curves.ipynb")
-    book.finish_chapter(path, "paper")
-    book.finish_chapter(path, "paper")       # twice: the same chapter (no second suffix, no second tag)
+    executing.finish_chapter(path, "paper")
+    executing.finish_chapter(path, "paper")       # twice: the same chapter (no second suffix, no second tag)
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[0].source.splitlines()[0] == "# ROC curves (paper profile)"
     assert nb.cells[0].source.endswith("Paper A's Fig. 2 ...")
     assert nb.cells[1].metadata["tags"] == ["parameters", "remove-cell"]          # the default, hidden
     assert nb.cells[2].metadata["tags"] == ["injected-parameters"]                # the values used, shown
     assert nb.cells[3].source.endswith("# not a title: a later H1 stays as it is")
-    assert book._chapter_title(path) == "ROC curves (paper profile)"
+    assert overview._chapter_title(path) == "ROC curves (paper profile)"
 
 
 def test_parameters_stay_shown_where_none_were_injected(tmp_path):
     path = _executed(tmp_path / "roc_curves.ipynb", injected=False)
-    book.finish_chapter(path, "quick")
+    executing.finish_chapter(path, "quick")
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[0].source.startswith("# ROC curves (quick profile)\n")
     assert nb.cells[1].metadata["tags"] == ["parameters"]
@@ -51,13 +52,13 @@ def _root(tmp_path):
 
 def test_skip_execute_without_chapters_says_what_to_run(tmp_path):
     root = _root(tmp_path)
-    with pytest.raises(book.BookError) as e:
-        book.build("quick", results_root=str(root / "results"), skip_execute=True, root=str(root))
+    with pytest.raises(common.BookError) as e:
+        build.build("quick", results_root=str(root / "results"), skip_execute=True, root=str(root))
     msg = str(e.value)
     assert "no executed chapters in book/quick/" in msg and "not committed" in msg
     assert "`python -m capslib book --profile quick`" in msg, msg
-    with pytest.raises(book.BookError) as e:
-        book.build("paper", results_root=str(root / "elsewhere"), skip_execute=True, root=str(root))
+    with pytest.raises(common.BookError) as e:
+        build.build("paper", results_root=str(root / "elsewhere"), skip_execute=True, root=str(root))
     assert "`python -m capslib book --profile paper --results-root elsewhere`" in str(e.value)
 
 

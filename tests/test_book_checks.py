@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import capslib.runner as runner
-from capslib import book
-from capslib.cli import build_parser, grid_from_args, main
+import capslib.run.runner as runner
+from capslib.study.profiles import PROFILES
+from capslib.book import build, common, overview
+from capslib.book import execute as executing
+from capslib.cli.main import build_parser, main
+from capslib.cli.grid import grid_from_args
 
 from test_store import _store_with_cells, _truncate
 
@@ -55,19 +58,28 @@ def test_empty_store_suggests_a_command_that_runs(capsys, tmp_path, monkeypatch,
 def test_damaged_store_named_before_executing(tmp_path, monkeypatch):
     store, cells = _store_with_cells(tmp_path, monkeypatch, n=1)
     _truncate(store.cell_dir(cells[0]) / "cell.json")
-    with pytest.raises(book.BookError) as e:
-        book.check_store("quick", store.root, None, train=False)
+    with pytest.raises(common.BookError) as e:
+        build.check_store("quick", store.root, None, train=False)
     msg = str(e.value)
     assert str(store.cell_dir(cells[0]) / "cell.json") in msg and "not valid JSON" in msg and "\n" not in msg
     suggested_command_runs(msg)
 
 
+def test_the_training_guard_patches_what_book_calls(tmp_path, monkeypatch):
+    """The tests above forbid training by patching ``runner.run_grid``: ``book --train`` does call
+    that very name (else the guard would pass without guarding anything)."""
+    store, cells = _store_with_cells(tmp_path, monkeypatch, n=1)
+    monkeypatch.setattr(runner, "run_grid", lambda *a, **k: pytest.fail("book trained"))
+    with pytest.raises(pytest.fail.Exception, match="book trained"):
+        build.check_store("quick", store.root, None, train=True)
+
+
 def test_book_reports_missing_cells_and_notebooks_only_read(tmp_path, monkeypatch, capsys):
     store, cells = _store_with_cells(tmp_path, monkeypatch, n=2)
     monkeypatch.setattr(runner, "run_grid", lambda *a, **k: pytest.fail("book trained"))
-    book.check_store("quick", store.root, None, train=False)
+    build.check_store("quick", store.root, None, train=False)
     out = capsys.readouterr().out
-    n = len(runner.PROFILES["quick"].cells())
+    n = len(PROFILES["quick"].cells())
     assert f"note: {n - 2} of the {n} cells of profile 'quick' are missing; the chapters list them." in out
     suggested_command_runs(out)
     root, seen = book_root(tmp_path), {}
@@ -75,17 +87,17 @@ def test_book_reports_missing_cells_and_notebooks_only_read(tmp_path, monkeypatc
     def fake_run(src, dst, params, cwd, name=""):
         seen[src.stem] = params
         shutil.copy(src, dst)
-    monkeypatch.setattr(book, "run_notebook", fake_run)
-    monkeypatch.setattr(book, "ensure_kernel", lambda: None)
-    book.execute(root, "quick", store.root, None, only=["novelty_auroc", "roc_curves"])
+    monkeypatch.setattr(executing, "run_notebook", fake_run)
+    monkeypatch.setattr(executing, "ensure_kernel", lambda: None)
+    executing.execute(root, "quick", store.root, None, only=["novelty_auroc", "roc_curves"])
     assert {k: v["train"] for k, v in seen.items()} == {"novelty_auroc": False, "roc_curves": False}
 
 
 def test_params_yml_unknown_parameter_one_line(tmp_path):
     root = book_root(tmp_path)
     (root / "notebooks" / "params.yml").write_text("quick:\n  novelty_auroc: {clases: 3}\n")
-    with pytest.raises(book.BookError) as e:
-        book.execute(root, "quick", tmp_path, None)
+    with pytest.raises(common.BookError) as e:
+        executing.execute(root, "quick", tmp_path, None)
     assert str(e.value).startswith("notebooks/params.yml: quick.novelty_auroc sets clases, which the notebook "
                                    "does not know; it knows data_root, datasets, epochs,")
 
@@ -98,18 +110,18 @@ def test_skip_execute_overview_shows_the_store_the_chapters_read(tmp_path, monke
     nb = json.loads((root / "notebooks" / "novelty_auroc.ipynb").read_text())
     nb["metadata"]["papermill"] = {"parameters": {"profile": "quick", "results_root": str(store.root)}}
     (chapters / "novelty_auroc.ipynb").write_text(json.dumps(nb))
-    text = book.write_overview(root, tmp_path / "empty").read_text()
+    text = overview.write_overview(root, tmp_path / "empty").read_text()
     quick = text.split("## Profile `quick`")[1].split("## Profile")[0]
-    n = len(runner.PROFILES["quick"].cells())
+    n = len(PROFILES["quick"].cells())
     assert "No results" not in quick and f"2 of the {n} cells of the profile's grid are finished" in quick
 
 
 def test_papermill_error_is_one_line(tmp_path):
     """A real papermill run given an unknown parameter: the build shows the notebook's one line."""
     with pytest.raises(Exception) as e:
-        book.run_notebook(REPO / "notebooks" / "novelty_auroc.ipynb", tmp_path / "out.ipynb",
+        executing.run_notebook(REPO / "notebooks" / "novelty_auroc.ipynb", tmp_path / "out.ipynb",
                           {"results_root": str(tmp_path), "clases": 3}, cwd=tmp_path)
-    what = book._describe_failure(e.value)
+    what = executing._describe_failure(e.value)
     assert what.endswith("ConfigError: unknown parameter 'clases' for this notebook; it knows data_root, datasets, "
                          "epochs, extra_held_outs, held_outs, methods, profile, results_root, seeds, train")
     out = json.loads((tmp_path / "out.ipynb").read_text())
@@ -118,7 +130,7 @@ def test_papermill_error_is_one_line(tmp_path):
 
 
 def test_your_images_is_a_quick_chapter_only():
-    root = book.find_root(None)
-    quick = {p.stem for p in book.chapters_for(root, "quick")}
-    paper = {p.stem for p in book.chapters_for(root, "paper")}
+    root = common.find_root(None)
+    quick = {p.stem for p in executing.chapters_for(root, "quick")}
+    paper = {p.stem for p in executing.chapters_for(root, "paper")}
     assert "your_images" in quick and "your_images" not in paper and paper == quick - {"your_images"}

@@ -1,4 +1,4 @@
-"""The book's tables on a hand-built *partial* store (issue 12): like-with-like means, ± only
+"""The book's tables on a hand-built *partial* store: like-with-like means, ± only
 with two or more seeds, the reproduction-status counts, and the sentence of an empty section."""
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from capslib import paper_numbers as pn, report, status
-from capslib.config import CellSpec
-from capslib.store import ResultsStore, result_rows
+from capslib.study import paper_numbers as pn
+from capslib.views import report, status
+from capslib.core.config import CellSpec
+from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import result_rows
 
 PROV = {"commit": "abc123", "device": "cpu (test)", "torch": "x", "finished_utc": "2026-01-02T03:04:05Z"}
 LABELS = np.array([0] * 10 + [1] * 10)

@@ -296,7 +296,7 @@ def test_linked_widget_works_without_kernel(site, browser):
     pytest.skip("no chapter has a jslink-ed slider and number box")
 
 
-# --------------------------------------------------------------------------- layout (issue 12)
+# --------------------------------------------------------------------------- layout
 LAYOUT_JS = """() => {
   const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const width = col.getBoundingClientRect().width;
@@ -358,16 +358,16 @@ def test_paper_page_has_status_panel_and_chapters_fit(site, browser):
     assert not problems, "\n".join(problems)
 
 
-# --------------------------------------------------------------------------- a wide table (issue 12)
+# --------------------------------------------------------------------------- a wide table
 def _wide_novelty_table():
     """Paper B's AUROC table as a chapter displays it (pandas' text/html), from a hand-built
     store of the paper's shape: 11 held-out rows, CapsNet PP/RE and four baselines, three
     seeds (so every cell carries ± its std), wider than the text column."""
     import numpy as np
     from types import SimpleNamespace
-    from capslib import report
-    from capslib.config import CellSpec
-    from capslib.store import result_rows
+    from capslib.views import report
+    from capslib.core.config import CellSpec
+    from capslib.run.store.schema import result_rows
 
     rng = np.random.default_rng(0)
     labels = np.array([0] * 30 + [1] * 30)

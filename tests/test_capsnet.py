@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from capslib.capsnet import CapsNet, CapsNetConfig, count_parameters, dynamic_routing, squash
+from capslib.model.capsnet import CapsNet, CapsNetConfig, count_parameters, dynamic_routing, squash
 
 
 def test_squash_hand_values():
@@ -94,7 +94,7 @@ def test_decoder_mask_zeroes_other_capsules():
 def test_training_adam_foreach_is_bitwise_the_per_parameter_loop(monkeypatch):
     """The training loop's Adam runs with foreach=True (fast on a CPU); its weights equal,
     bit for bit, those of the per-parameter loop that trained the earlier fp32 cells."""
-    import capslib.train as train
+    import capslib.train.plain as train
 
     def trained(foreach):
         adam = torch.optim.Adam

@@ -1,5 +1,5 @@
-"""In-flight checkpoints (capslib.checkpoint), the paper grid's priority order and the
-per-row status (capslib.grid_status)."""
+"""In-flight checkpoints (capslib.train.checkpoint), the paper grid's priority order and the
+per-row status (capslib.run.progress)."""
 import json
 import os
 import signal
@@ -12,20 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from capslib.checkpoint import Checkpoint, TrainingPaused, in_flight
-from capslib.config import CellSpec
-from capslib.grid_status import row_label, row_status
-from capslib.runner import PRIORITY, prioritized, profile_grid, run_cell, stage_of
-from capslib.store import ResultsStore
+from capslib.train.checkpoint import Checkpoint, TrainingPaused, in_flight
+from capslib.core.config import CellSpec
+from capslib.run.progress import row_label, row_status
+from capslib.run.runner import run_cell
+from capslib.study.profiles import PRIORITY, prioritized, profile_grid, stage_of
+from capslib.run.store.results import ResultsStore
 
 SPEC = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=3)
 ROOT = Path(__file__).resolve().parents[1]
 
 DRIVER = """
 import sys, torch
-from capslib.config import CellSpec
-from capslib.runner import run_cell
-from capslib.store import ResultsStore
+from capslib.core.config import CellSpec
+from capslib.run.runner import run_cell
+from capslib.run.store.results import ResultsStore
 torch.set_num_threads(2)
 spec = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=3)
 doc = run_cell(spec, ResultsStore(sys.argv[1], "t"), device="cpu", precision="fp32")
@@ -198,7 +199,7 @@ def test_row_status_counts_cells_per_row_and_seed(tmp_path):
 
 
 def test_eta_says_unknown_without_data_or_rate(tmp_path):
-    from capslib.grid_status import eta_lines
+    from capslib.run.progress import eta_lines
     paper = prioritized(profile_grid("paper").cells(), "paper")[:4]
     lines = eta_lines(paper, _FakeStore([], tmp_path / "t"), "cpu", "bf16", data_root=tmp_path / "nothing")
     assert lines == ["training time of the rest: unknown (mnist not found in the data root; pass --data-root)"]

@@ -1,4 +1,4 @@
-"""The Dask engine (capslib.cluster): the same cells as in-process, bit for bit; a worker
+"""The Dask engine (capslib.run.cluster): the same cells as in-process, bit for bit; a worker
 killed mid-task; a failing cell among others; the flags; the grid's progress bar."""
 import io
 import os
@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-import capslib.runner as runner
-from capslib import locks
-from capslib.cli import main
-from capslib.config import CellSpec
-from capslib.methods import METHODS
-from capslib.store import ResultsStore
+import capslib.run.runner as runner
+from capslib.run import locks
+from capslib.cli.main import main
+from capslib.core.config import CellSpec
+from capslib.study.methods import METHODS
+from capslib.run.store.results import ResultsStore
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _cluster():
     pytest.importorskip("distributed", reason='the cluster extra: pip install -e ".[cluster]"')
-    from capslib.cluster import DaskExecutor
+    from capslib.run.cluster import DaskExecutor
     return DaskExecutor
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from capslib.data import DataError, load_dataset, read_idx, read_norb_mat, norb_crop, DATASETS
-from capslib.splits import imbalanced_split, novelty_split
+from capslib.core.errors import DataError
+
+from capslib.data.datasets import load_dataset, read_idx, read_norb_mat, norb_crop, DATASETS
+from capslib.data.splits import imbalanced_split, novelty_split
 
 
 def write_idx(path: Path, arr: np.ndarray, truncate: int = 0):
@@ -38,7 +40,7 @@ def test_read_idx_roundtrip(tmp_path):
 
 
 def test_mnist_family_loader(tmp_path):
-    from capslib.data import _idx_dataset
+    from capslib.data.datasets import _idx_dataset
     make_fake_mnist(tmp_path, "KMNIST")
     d = _idx_dataset("kmnist", "KMNIST")(tmp_path)
     assert d.x_train.shape == (60, 1, 28, 28) and d.x_train.dtype == torch.float32
@@ -47,7 +49,7 @@ def test_mnist_family_loader(tmp_path):
 
 
 def test_truncated_idx_is_a_clear_error(tmp_path):
-    from capslib.data import _idx_dataset
+    from capslib.data.datasets import _idx_dataset
     make_fake_mnist(tmp_path, truncate=100)
     with pytest.raises(DataError, match="truncated or corrupt"):
         _idx_dataset("mnist", "MNIST")(tmp_path)
@@ -95,7 +97,7 @@ def test_smallnorb_reader(tmp_path):
 
 
 def test_smallnorb_loader_and_crop(tmp_path):
-    from capslib.data import NORB_FILES, load_smallnorb
+    from capslib.data.datasets import NORB_FILES, load_smallnorb
     folder = tmp_path / "smallNORB"
     folder.mkdir()
     rng = np.random.default_rng(1)

@@ -1,4 +1,4 @@
-"""fit / score on a folder of images (issue 16): the commands end to end on a digits folder, the
+"""fit / score on a folder of images: the commands end to end on a digits folder, the
 saved model's round trip, and the one-line refusals of corrupt or other-version model files."""
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 import torch
 
 pytest.importorskip("safetensors")
-from capslib.cli import main  # noqa: E402
-from capslib.data import load_dataset  # noqa: E402
-from capslib.detector import META, WEIGHTS, Detector, FitSettings, ModelFileError, fit_or_load  # noqa: E402
-from capslib.folder import MIN_NORMAL, load_folder, save_image, write_example_folder  # noqa: E402
-from capslib.scores import auroc  # noqa: E402
+from capslib.cli.main import main  # noqa: E402
+from capslib.data.datasets import load_dataset  # noqa: E402
+from capslib.detect.detector import META, WEIGHTS, Detector, ModelFileError
+from capslib.detect.fit import FitSettings, fit_or_load  # noqa: E402
+from capslib.data.folder import MIN_NORMAL, load_folder, save_image, write_example_folder  # noqa: E402
+from capslib.model.scores import auroc  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -150,9 +151,9 @@ def test_export_folder_then_fit_is_the_study_cell(tmp_path, capsys):
     to 8 bits: the folder holds the cell's images to that rounding, in the cell's order, and
     the two trainings end close, not equal. (On the MNIST family, whose pixels are bytes, the
     two routes gave bit-identical scores: the methods chapter's check on Fashion-MNIST.)"""
-    from capslib.config import CellSpec
-    from capslib.runner import run_cell
-    from capslib.store import ResultsStore
+    from capslib.core.config import CellSpec
+    from capslib.run.runner import run_cell
+    from capslib.run.store.results import ResultsStore
 
     assert main(["export-folder", str(tmp_path / "cell"), "--dataset", "digits", "--normal-class", "8",
                  "--fraction", "0.1"]) == 0
@@ -162,7 +163,7 @@ def test_export_folder_then_fit_is_the_study_cell(tmp_path, capsys):
     meta = json.loads((tmp_path / "model" / META).read_text())
     spec = CellSpec("imbalanced", "digits", "capsnet", variant="proposed", normal_class=8, anomaly_fraction=0.1,
                     seed=0, epochs=1)
-    from capslib.runner import split_for
+    from capslib.run.runner import split_for
     data, folder = load_dataset("digits"), load_folder(tmp_path / "cell")
     split = split_for(spec.resolved(), data)
     quantized = lambda x: torch.round(x * 255) / 255

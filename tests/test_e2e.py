@@ -3,9 +3,9 @@ and determinism on CPU (same seed, same scores)."""
 import numpy as np
 import pytest
 
-from capslib.config import CellSpec
-from capslib.runner import run_cell
-from capslib.store import ResultsStore
+from capslib.core.config import CellSpec
+from capslib.run.runner import run_cell
+from capslib.run.store.results import ResultsStore
 
 pytestmark = pytest.mark.slow
 

@@ -1,23 +1,23 @@
-"""The fast path (capslib.fast, capslib.fastgrid) against the plain path: same losses and
+"""The fast path (capslib.train.stacked, capslib.run.groups) against the plain path: same losses and
 gradients, Adam on stacked tensors = independent Adams, same training, same evaluation,
 same cells."""
 import numpy as np
 import pytest
 import torch
 
-from capslib.capsnet import CapsNet, CapsNetConfig
-from capslib.config import CellSpec
-from capslib.data import Dataset, norb_crop
-from capslib.fast import (PARAM_NAMES, FastOptions, StackedAdam, StackedCapsNet, crop_batch, model_batches,
-                          stacked_losses, train_stacked)
-from capslib.fasteval import evaluate_stacked
-from capslib.fastgrid import plan_groups, train_group
-from capslib.losses import margin_loss, reconstruction_loss
-from capslib.protocols import (CapsNetJob, EvalRequest, RunContext, run_imbalanced_capsnet,
-                               run_novelty_capsnet)
-from capslib.runner import run_grid, split_for
-from capslib.store import ResultsStore
-from capslib.train import TrainSettings, evaluate_capsnet, train_capsnet
+from capslib.model.capsnet import CapsNet, CapsNetConfig
+from capslib.core.config import CellSpec
+from capslib.data.datasets import Dataset, norb_crop
+from capslib.train.stacked import (PARAM_NAMES, FastOptions, StackedAdam, StackedCapsNet, crop_batch,
+    model_batches, stacked_losses, train_stacked)
+from capslib.train.stacked_eval import evaluate_stacked
+from capslib.run.groups import plan_groups, train_group
+from capslib.model.losses import margin_loss, reconstruction_loss
+from capslib.study.protocols import RunContext, run_imbalanced_capsnet, run_novelty_capsnet
+from capslib.train.jobs import CapsNetJob, EvalRequest
+from capslib.run.runner import run_grid, split_for
+from capslib.run.store.results import ResultsStore
+from capslib.train.plain import TrainSettings, evaluate_capsnet, train_capsnet
 
 
 def _plain_grads(model, x, y, rmask):
@@ -125,8 +125,8 @@ def _tiny_job(seed, n, x, y, recon_mask, epochs=2, batch=2):
 
 
 def test_training_matches_plain_with_ragged_epochs(digits, monkeypatch):
-    monkeypatch.setattr("capslib.fast.DECAY_EVERY", 3)            # exercise the per-model lr decay
-    monkeypatch.setattr("capslib.train.DECAY_EVERY", 3)
+    monkeypatch.setattr("capslib.train.stacked.DECAY_EVERY", 3)            # exercise the per-model lr decay
+    monkeypatch.setattr("capslib.train.plain.DECAY_EVERY", 3)
     x, y = digits.x_train[:20].double(), (digits.y_train[:20] == 3).long()
     sizes = (3, 1, 2)                                              # 2, 1 and 1 steps per epoch of 2
     jobs = [_tiny_job(s, n, x, y, (y == 0).float() if s else None) for s, n in enumerate(sizes)]
@@ -221,7 +221,7 @@ def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel):
 
 
 def test_fastcheck_verdict_compares_the_difference_with_the_seed_spread():
-    from capslib.fastcheck import compare
+    from capslib.tools.fastcheck import compare
     row = lambda cid, seed, score, auroc: {"cell_id": cid, "seed": seed, "score": score, "auroc": auroc}
     plain = [row("a-s0-e1", 0, "pp", 0.80), row("a-s1-e1", 1, "pp", 0.90),
              row("a-s0-e1", 0, "re", 0.70), row("a-s1-e1", 1, "re", 0.70)]
@@ -237,7 +237,7 @@ def test_fastcheck_verdict_compares_the_difference_with_the_seed_spread():
 def test_groups_keep_the_priority_order():
     """A fast-path group stands where its first cell is: on the paper profile, Fashion-MNIST
     seed 0 is trained before MNIST seed 1 (each group fills with the next cells of its key)."""
-    from capslib.runner import prioritized, profile_grid, stage_of
+    from capslib.study.profiles import prioritized, profile_grid, stage_of
     cells = [c for c in prioritized(profile_grid("paper").cells(), "paper") if c.resolved().method == "capsnet"]
     groups = plan_groups(cells, 8)
     assert sorted(c.cell_id for g in groups for c in g) == sorted(c.cell_id for c in cells)
@@ -252,7 +252,8 @@ def test_groups_keep_the_priority_order():
 def test_fast_plan_places_references_among_the_groups(digits, tmp_path):
     """With ``fast``, the CNN / Deep SAD cells of a class are trained where the priority puts
     them, not after every CapsNet of the grid."""
-    from capslib.runner import GroupUnit, plan, prioritized, profile_grid
+    from capslib.run.runner import GroupUnit, plan
+    from capslib.study.profiles import prioritized, profile_grid
     cells = prioritized(profile_grid("quick").cells(), "quick")
     units = plan(cells, ResultsStore(tmp_path, "quick"), {"digits": digits}, "fp32", fast=True)
     order = [u.specs[0] if isinstance(u, GroupUnit) else u.spec for u in units]

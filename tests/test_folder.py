@@ -1,4 +1,4 @@
-"""The folder dataset (issue 16): files the tests write, of several sizes, modes and formats,
+"""The folder dataset: files the tests write, of several sizes, modes and formats,
 a corrupt one, an empty one, non-image files, and the layouts of the two papers."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from capslib.folder import (MIN_ANOMALOUS, MIN_NORMAL, FolderError, Preprocessing, load_folder,  # noqa: E402
-                            read_image, write_example_folder)
+from capslib.data.folder import (MIN_ANOMALOUS, MIN_NORMAL, FolderError, Preprocessing, load_folder,
+    read_image, write_example_folder)
 
 
 def png(path: Path, mode: str = "L", size=(20, 20), value=128) -> Path:
@@ -143,8 +143,8 @@ def test_layout_errors_say_what_to_provide(tmp_path):
 
 
 def test_example_folder_holds_the_cells_images(tmp_path):
-    from capslib.data import load_dataset
-    from capslib.splits import imbalanced_split
+    from capslib.data.datasets import load_dataset
+    from capslib.data.splits import imbalanced_split
 
     root = write_example_folder(tmp_path / "digits", "digits", "imbalanced", normal_class=3, anomaly_fraction=0.1)
     data = load_dataset("digits")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capslib.datapack import pack_dataset, read_pack
+from capslib.data.pack import pack_dataset, read_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def test_pack_round_trip_and_checksum(tmp_path):
     _tiny_pack(tmp_path, "mnist")
     a = read_pack(tmp_path / "mnist.npz.xz", "mnist")
     assert a["train_x"].shape == (20, 28, 28) and a["train_x"].dtype == np.uint8
-    from capslib.data import DataError
+    from capslib.core.errors import DataError
     with pytest.raises(DataError, match="pack of 'mnist' for 'kmnist'"):
         read_pack(tmp_path / "mnist.npz.xz", "kmnist")
     (tmp_path / "bad.npz.xz").write_bytes(b"xx")

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 pm = pytest.importorskip("papermill")
-from capslib.book import load_overrides, run_notebook  # noqa: E402
+from capslib.book.execute import load_overrides, run_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -43,7 +43,7 @@ def test_every_notebook_is_there_without_outputs():
 
 
 def test_chapters_name_the_results_store_relative_to_the_checkout(tmp_path):
-    from capslib.book import _portable
+    from capslib.book.execute import _portable
     assert _portable(ROOT / "results", ROOT, ROOT / "book" / "quick") == "../../results"
     assert _portable(tmp_path / "results", ROOT, ROOT / "book" / "quick") == str((tmp_path / "results").resolve())
 
@@ -76,8 +76,8 @@ def test_notebook_runs(path, results_root, tmp_path):
 def test_widget_font_urls_read_the_assets_path():
     """The widget manager's font URLs are fixed when its stylesheet is evaluated, before the
     bundle reads the assets path: the vendored bundle makes each one read it itself."""
-    from capslib.book import BookError
-    from capslib.vendor import font_urls_from_assets_path
+    from capslib.book.common import BookError
+    from capslib.book.vendor import font_urls_from_assets_path
     src = b'5890:(e,t,n)=>{"use strict";e.exports=n.p+"1551f4f60c37af51121f.woff2"},9:(e,t,o)=>{e.exports=o.p+"x.js"}'
     out = font_urls_from_assets_path(src)
     assert b'e.exports=(window.__jupyter_widgets_assets_path__||n.p)+"1551f4f60c37af51121f.woff2"' in out

@@ -1,9 +1,10 @@
 """Parameters checked at the door, once, for the CLI, papermill and the API alike."""
 import pytest
 
-from capslib.cli import main
-from capslib.config import CellSpec, ConfigError
-from capslib.params import GridRequest, check_notebook
+from capslib.cli.main import main
+from capslib.core.errors import ConfigError
+from capslib.core.config import CellSpec
+from capslib.study.params import GridRequest, check_notebook
 
 
 @pytest.mark.parametrize("given,read", [
@@ -68,7 +69,7 @@ def test_cli_reads_values_like_papermill(capsys, tmp_path, argv, message):
 
 
 def test_fraction_with_no_anomaly_is_caught_before_training(tmp_path, monkeypatch, capsys):
-    import capslib.runner as runner
+    import capslib.run.runner as runner
 
     def never(*a, **k):
         raise AssertionError("trained")

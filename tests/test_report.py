@@ -11,11 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from capslib import figures, paper_numbers as pn, report
-from capslib.config import CellSpec
-from capslib.methods import METHODS
-from capslib.scores import accuracy_at
-from capslib.store import ResultsStore, result_rows
+from capslib.views import figures, report
+from capslib.study import paper_numbers as pn
+from capslib.core.config import CellSpec
+from capslib.study.methods import METHODS
+from capslib.model.scores import accuracy_at
+from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import result_rows
 
 IMB_SCORES = {"length_difference": 0.0, "r_l": 0.05, "anomaly_score": 0.1, "pp": None, "re": None}
 BASELINE = next(m for m in METHODS["novelty"] if m != "capsnet")
@@ -186,7 +188,7 @@ def test_galleries(store, df):
 
 
 def test_widgets_threshold_and_browser(store, df):
-    from capslib import widgets
+    from capslib.views import widgets
     w = widgets.threshold_explorer(store, df, score="anomaly_score")
     slider = w.children[2]
     cid = w.children[1].value
@@ -202,7 +204,7 @@ def test_widgets_threshold_and_browser(store, df):
 
 
 def test_plateau_table_counts_stalled_trainings_per_route_and_fraction():
-    from capslib.report import PLATEAU_LOSS, plateau_table
+    from capslib.views.report import PLATEAU_LOSS, plateau_table
 
     def doc(fraction, loss, fast, method="capsnet", protocol="imbalanced"):
         info = {"final_loss": loss, **({"fast_path": {"group_size": 8}} if fast else {})}

@@ -1,13 +1,13 @@
-"""capslib.routecheck on the CPU: every route trains a digits cell, and the grouped route
+"""capslib.tools.routecheck on the CPU: every route trains a digits cell, and the grouped route
 retrains the stored cell inside its recorded fast-path group."""
 import json
 
 import pytest
 
-from capslib.config import CellSpec
-from capslib.routecheck import ROUTES, cell_from_id, main, stored_group
-from capslib.runner import run_grid
-from capslib.store import ResultsStore
+from capslib.core.config import CellSpec
+from capslib.tools.routecheck import ROUTES, cell_from_id, main, stored_group
+from capslib.run.runner import run_grid
+from capslib.run.store.results import ResultsStore
 
 
 @pytest.mark.slow

@@ -11,14 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from capslib.cli import main
-from capslib.config import CellSpec, ConfigError
-from capslib.methods import METHODS
-from capslib.protocols import CellResult
-from capslib.runner import narrow, profile_grid, run_grid
-from capslib.store import CSV_COLUMNS, ResultsStore
-from capslib.train import NonFiniteLoss, TrainSettings, train_capsnet
-from capslib.capsnet import CapsNet, CapsNetConfig
+from capslib.cli.main import main
+from capslib.core.errors import ConfigError
+from capslib.core.config import CellSpec
+from capslib.study.methods import METHODS
+from capslib.study.protocols import CellResult
+from capslib.run.runner import run_grid
+from capslib.study.profiles import narrow, profile_grid
+from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import CSV_COLUMNS
+from capslib.train.plain import NonFiniteLoss, TrainSettings, train_capsnet
+from capslib.model.capsnet import CapsNet, CapsNetConfig
 
 from test_data import make_fake_mnist
 
@@ -119,7 +122,7 @@ def test_time_budget_defers_cells_the_next_run_finishes(tmp_path):
         time.sleep(0.6)
         return CellResult(split.test_labels, {"toy": split.test_labels.astype(float)}, {"toy": 0.5}, 0.6)
 
-    from capslib.data import load_dataset
+    from capslib.data.datasets import load_dataset
     load_dataset("digits")                # cached: the first load (~3 s) is not the cells' time
     METHODS["novelty"]["slow"] = slow
     try:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from capslib.losses import margin_loss, reconstruction_loss
-from capslib import scores as S
+from capslib.model.losses import margin_loss, reconstruction_loss
+from capslib.model import scores as S
 
 
 def test_margin_loss_hand_values():
@@ -97,7 +97,7 @@ def test_orient():
     assert S.orient(np.array([0.9, 0.8, 0.1]), np.array([0, 0, 1])) == -1.0
 
 
-# ---- paper A's threshold rules (issue 17) ---------------------------------------------------
+# ---- paper A's threshold rules ---------------------------------------------------
 
 def _binary_training_set():
     """Scores 0 or 1: normals 80 × 0 and 20 × 1, anomalies 2 × 0 and 8 × 1 (110 images)."""

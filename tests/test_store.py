@@ -13,10 +13,11 @@ import traceback
 import numpy as np
 import pytest
 
-from capslib import locks
-from capslib.params import GridRequest
-from capslib.protocols import CellResult
-from capslib.store import OWNED, ROW_KEYS, ResultsStore
+from capslib.run import locks
+from capslib.study.params import GridRequest
+from capslib.study.protocols import CellResult
+from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import OWNED, ROW_KEYS
 
 SPAWN = mp.get_context("spawn")   # fresh interpreters: no torch/OpenMP state inherited by a fork
 
@@ -38,7 +39,7 @@ def _fake_method(r, data, split, ctx):
 
 def _run_worker(root, log, start, out):
     os.environ["FAKE_TRAIN_LOG"] = log
-    import capslib.runner as runner
+    import capslib.run.runner as runner
     runner.method_for = lambda protocol, method: _fake_method
     try:
         start.wait(60)
@@ -132,7 +133,7 @@ def _fake_rows(cid):
 
 
 def _stress_worker(root, role, seconds, out):
-    from capslib.runner import run_grid
+    from capslib.run.runner import run_grid
     store = ResultsStore(root, "quick")
     cells = baseline_cells()[:4]
     errors, n = [], 0
@@ -181,7 +182,7 @@ def test_store_stress_two_writers_and_a_run(tmp_path):
 # ---- damaged or foreign files ----------------------------------------------------------------
 def _store_with_cells(tmp_path, monkeypatch, n=2):
     """A quick-profile store holding ``n`` finished cells (training faked, writing real)."""
-    import capslib.runner as runner
+    import capslib.run.runner as runner
     monkeypatch.setenv("FAKE_TRAIN_LOG", str(tmp_path / "train.log"))
     monkeypatch.setattr(runner, "method_for", lambda protocol, method: _fake_method)
     cells = baseline_cells()[:n]
@@ -215,8 +216,8 @@ DAMAGES = {   # case -> (how the file is damaged, the words of its one-line mess
 
 @pytest.mark.parametrize("case", list(DAMAGES))
 def test_damaged_cell_listed_quarantined_and_retrained(tmp_path, monkeypatch, capsys, case):
-    import capslib.runner as runner
-    from capslib.cli import main
+    import capslib.run.runner as runner
+    from capslib.cli.main import main
     store, cells = _store_with_cells(tmp_path, monkeypatch)
     bad = cells[0].cell_id
     damage, words = DAMAGES[case]
@@ -245,7 +246,7 @@ def test_damaged_cell_listed_quarantined_and_retrained(tmp_path, monkeypatch, ca
 
 
 def test_newer_schema_stops_run_in_one_line(tmp_path, monkeypatch, capsys):
-    from capslib.cli import main
+    from capslib.cli.main import main
     store, cells = _store_with_cells(tmp_path, monkeypatch)
     _set_json(store.cell_dir(cells[0]) / "cell.json", schema_version=99)
     code = main(["run", "--profile", "quick", "--methods", "cnn", "--classes", "0", "--results-root",
@@ -269,7 +270,7 @@ def test_schema_1_cells_of_older_code_are_read(tmp_path, monkeypatch):
 
 
 def test_registered_migration_is_applied(tmp_path, monkeypatch):
-    from capslib import store as store_mod
+    from capslib.run.store import schema as store_mod
     store, cells = _store_with_cells(tmp_path, monkeypatch, n=1)
     path = store.cell_dir(cells[0]) / "cell.json"
     doc = json.loads(path.read_text())
@@ -282,7 +283,7 @@ def test_registered_migration_is_applied(tmp_path, monkeypatch):
 
 def test_fast_path_trains_only_unclaimed_cells(tmp_path):
     """The stacked (GPU) path claims each cell of a group too: a cell another run holds is left to it."""
-    from capslib.runner import run_grid
+    from capslib.run.runner import run_grid
     cells = GridRequest(profile="quick", protocol="imbalanced", methods="capsnet", classes=0, fractions=0.1,
                         epochs=1).cells()
     assert len(cells) == 2
@@ -299,7 +300,7 @@ def test_fast_path_trains_only_unclaimed_cells(tmp_path):
 
 def test_commit_is_dirty_for_code_changes_not_for_moved_results(tmp_path):
     import subprocess
-    from capslib.store import git_commit
+    from capslib.core.provenance import git_commit
     git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
     git("init", "-q")
     (tmp_path / "code.py").write_text("x = 1\n")
@@ -317,7 +318,7 @@ def test_commit_is_dirty_for_code_changes_not_for_moved_results(tmp_path):
 
 def test_a_process_keeps_the_commit_it_started_with(monkeypatch):
     """A commit made while a long run trains does not relabel the cells it writes."""
-    import capslib.store as store
+    import capslib.core.provenance as store
     monkeypatch.setattr(store, "_PROCESS_COMMIT", [])
     answers = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
     monkeypatch.setattr(store, "_read_commit", lambda here: next(answers))

@@ -1,4 +1,4 @@
-"""Paper A's threshold rules on a hand-built store (capslib.thresholds, issue 17)."""
+"""Paper A's threshold rules on a hand-built store (capslib.views.thresholds)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -6,10 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from capslib import paper_numbers as pn, report, thresholds as T
-from capslib.config import CellSpec
-from capslib.scores import accuracy_at, logistic_threshold
-from capslib.store import ResultsStore, result_rows
+from capslib.study import paper_numbers as pn
+from capslib.views import report, thresholds as T
+from capslib.core.config import CellSpec
+from capslib.model.scores import accuracy_at, logistic_threshold
+from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import result_rows
 
 PROV = {"commit": "abc123", "device": "cpu (test)", "torch": "x", "finished_utc": "2026-01-01T00:00:00Z"}
 # test set: 4 normals then 4 anomalies, sorted -0.5 N, -0.2 N, 0.1 N, 0.3 A, 0.6 N, 0.7 A, 0.8 A, 0.9 A:
@@ -102,7 +104,7 @@ def test_like_mean_uses_shared_classes_and_complete_seeds():
 
 
 def test_widget_rule_menu_moves_the_slider(store):
-    from capslib import widgets
+    from capslib.views import widgets
     df = report.load_rows(store.root, store.profile)
     w = widgets.threshold_explorer(store, df, cell_id="imbalanced-mnist-capsnet-proposed-n0-f0.1-s0-e1-b32")
     pick, slider, rule = w.children[1], w.children[2], w.children[3]

@@ -1,0 +1,1 @@
+"""``python -m capslib``: the command line."""

@@ -1,0 +1,106 @@
+"""The study's grid from the command line: ``run`` (train the missing cells), ``status``,
+``download`` and ``pack-data``."""
+from __future__ import annotations
+
+import sys
+import time
+from capslib.core.config import FastOptions
+
+
+
+def grid_from_args(args):
+    from capslib.study.params import GridRequest
+    return GridRequest.from_args(args).grid()
+
+
+def finished_elsewhere(path) -> set[str]:
+    """The cell ids in a --finished-list file (one per line; blank lines and # comments skipped)."""
+    from capslib.core.errors import ConfigError
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"--finished-list {path}: cannot read it ({e.strerror})") from None
+    return {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+
+
+def cmd_run(args) -> int:
+    from capslib.run.cluster import from_flags as engine_from_flags
+    from capslib.run.runner import run_grid
+    from capslib.study.profiles import prioritized
+    from capslib.run.store.results import ResultsStore
+    cells = prioritized(grid_from_args(args).cells(), args.profile)
+    if args.finished_list:
+        cells = [c for c in cells if c.cell_id not in finished_elsewhere(args.finished_list)]
+    store = ResultsStore(args.results_root, args.profile)
+    options = FastOptions.from_flags(args)
+    executor = engine_from_flags(args)      # None: the in-process runner
+    t0 = time.perf_counter()
+    rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress,
+                   fast=args.fast, group_size=args.group_size, time_budget=args.time_budget, fast_options=options,
+                   precision=args.precision, executor=executor)
+    paused = f" ({len(rep['paused'])} paused mid-training, resumable)" if rep.get("paused") else ""
+    print(f"{len(rep['ran'])} cells ran, {len(rep['skipped'])} already finished, {len(rep['failed'])} failed, "
+          f"{len(rep['deferred'])} left for the next run{paused}, in {time.perf_counter() - t0:.1f} s; "
+          f"results in {store.dir}")
+    for cid, msg in rep["failed"].items():
+        print(f"failed: {cid}: {msg}", file=sys.stderr)
+    return 1 if rep["failed"] else 0
+
+
+def cmd_status(args) -> int:
+    from capslib.train.checkpoint import in_flight
+    from capslib.study.profiles import prioritized
+    from capslib.run.store.results import ResultsStore
+    cells = prioritized(grid_from_args(args).cells(), args.profile)
+    store = ResultsStore(args.results_root, args.profile)
+    damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
+    done = [c for c in cells if store.is_done(c) and c.cell_id not in damaged]
+    missing = [c for c in cells if not store.is_done(c)]
+    ids = {c.cell_id for c in cells}
+    flying = [m for m in in_flight(store.dir) if m["cell_id"] in ids and not store.is_done(m["cell_id"])]
+    if args.summary:
+        _print_summary(args, cells, store)
+    else:
+        for c in done:
+            print(f"finished  {c.cell_id}")
+        for c in missing:
+            print(f"missing   {c.cell_id}")
+    for m in flying:
+        print(f"in flight {m['cell_id']}: epoch {m.get('epoch')}/{m.get('epochs')} ({m.get('precision')}, "
+              f"checkpoint of {m.get('updated_utc')})")
+    for cid, err in damaged.items():
+        print(f"damaged   {cid}: {err}")
+    print(f"{len(done)}/{len(cells)} cells finished, {len(flying)} in flight, {len(missing)} missing ({store.dir})")
+    if damaged:
+        print(f"{len(damaged)} damaged cells: `{store.fix_command()}` moves them to {store.quarantine_dir} "
+              "and trains them again")
+    return 0
+
+
+def _print_summary(args, cells, store) -> None:
+    import torch
+    from capslib.run.progress import eta_lines, row_status
+    from capslib.core.provenance import device_name
+    from capslib.train.plain import default_precision
+    for st in row_status(cells, store):
+        print(st.line())
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    for line in eta_lines(cells, store, device_name(device), default_precision(device), args.data_root):
+        print(line)
+
+
+def cmd_pack_data(args) -> int:
+    from capslib.data.datasets import pack_data
+    from capslib.data.pack import PACKABLE
+    names = [x for x in (args.datasets or "").split(",") if x] or PACKABLE
+    done = pack_data(args.data_root, args.out, names)
+    for name, d in done.items():
+        print(f"{name}: {d['bytes'] / 2**20:.1f} MiB ({d['raw_bytes'] / 2**20:.1f} MiB of uint8) -> {d['path']}")
+    print(f"{sum(d['bytes'] for d in done.values()) / 2**20:.1f} MiB in all")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from capslib.data.datasets import download
+    print(f"downloaded {args.dataset} under {download(args.dataset, args.data_root)}")
+    return 0

@@ -1,0 +1,232 @@
+"""Validated configuration shared by the CLI, the papermill parameters and the tests.
+
+A :class:`CellSpec` names one *cell* of the study: one training and evaluation of one
+method under one protocol. ``resolved()`` fills the paper's hyper-parameters
+(STUDY.md §2, §3) for anything left ``None``. :class:`FastOptions` holds the fast path's
+GPU switches.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Optional
+
+from capslib.core.errors import ConfigError
+
+PROTOCOLS = ("imbalanced", "novelty")
+VARIANTS = {"imbalanced": ("standard", "proposed"), "novelty": ("",)}
+N_CLASSES = {"digits": 10, "mnist": 10, "fashion": 10, "kmnist": 10, "smallnorb": 5}
+DATASET_NAMES = tuple(N_CLASSES)     # capslib.data.datasets.DATASETS has a loader for each
+# the study's methods of each protocol (capslib.study.methods registers a cell function for each)
+METHOD_NAMES = {"imbalanced": ("capsnet", "cnn", "deepsad"),
+                "novelty": ("capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp")}
+# the registry: protocol -> method name -> cell function, filled by capslib.study.methods (and by
+# whoever adds a method of their own); a CellSpec knows the names above and any registered here
+METHODS: dict[str, dict[str, Callable]] = {"imbalanced": {}, "novelty": {}}
+
+# paper hyper-parameters: (epochs, batch size, lr decay per 2000 steps)
+PAPER_A_TRAINING = {"epochs": 10, "batch_size": 32, "lr_decay": 1.0}
+PAPER_B_TRAINING = {
+    "mnist": {"epochs": 20, "batch_size": 100, "lr_decay": 0.96},
+    "fashion": {"epochs": 50, "batch_size": 100, "lr_decay": 0.96},
+    "smallnorb": {"epochs": 50, "batch_size": 64, "lr_decay": 0.96},
+}
+PAPER_B_DEFAULT = {"epochs": 20, "batch_size": 100, "lr_decay": 0.96}
+
+
+# ---- values checked at the door: the CLI's strings, papermill's -p values, API arguments ----
+def _show(v) -> str:
+    return f"{v!r} ({type(v).__name__})" if not isinstance(v, (int, float)) or isinstance(v, bool) else repr(v)
+
+
+def as_int(name: str, v) -> int:
+    """An integer: ints, whole floats and numeric strings ("3", "3.0"); never a bool."""
+    if isinstance(v, bool) or v is None:
+        raise ConfigError(f"{name} must be a whole number, got {_show(v)}")
+    try:
+        f = float(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {_show(v)}") from None
+    if not f.is_integer():
+        raise ConfigError(f"{name} must be a whole number, got {v!r}")
+    return int(f)
+
+
+def as_float(name: str, v) -> float:
+    """A number: ints, floats and numeric strings; never a bool."""
+    if isinstance(v, bool) or v is None:
+        raise ConfigError(f"{name} must be a number, got {_show(v)}")
+    try:
+        return float(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {_show(v)}") from None
+
+
+def as_bool(name: str, v) -> bool:
+    """True or False (or the strings true/false/yes/no); never an int."""
+    if isinstance(v, bool):
+        return v
+    words = {"true": True, "yes": True, "false": False, "no": False}
+    if isinstance(v, str) and v.strip().lower() in words:
+        return words[v.strip().lower()]
+    raise ConfigError(f"{name} must be True or False, got {_show(v)}")
+
+
+def as_str(name: str, v) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{name} must be a name (a string), got {_show(v)}")
+    return v.strip()
+
+
+def as_list(name: str, v, item) -> tuple:
+    """A list parameter: a list/tuple, one scalar (3 -> (3,)) or a comma string ("3,5")."""
+    if isinstance(v, str):
+        v = [x for x in v.split(",") if x.strip()]
+    elif not isinstance(v, (list, tuple)):
+        v = [v]
+    if not v:
+        raise ConfigError(f"{name} is empty; give at least one value or leave it unset (None)")
+    return tuple(item(name, x) for x in v)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    protocol: str
+    dataset: str
+    method: str = "capsnet"
+    variant: str = ""                         # paper A: "standard" | "proposed"
+    normal_class: Optional[int] = None        # paper A
+    anomaly_fraction: Optional[float] = None  # paper A: f in (0, 0.5]
+    held_out: tuple[int, ...] = ()            # paper B: the anomalous class(es)
+    seed: int = 0
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: float = 1e-3
+    lr_decay: Optional[float] = None          # multiplied in every 2000 steps
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)
+        for k in ("protocol", "dataset", "method"):
+            set_(k, as_str(k, getattr(self, k)))
+        set_("variant", as_str("variant", self.variant or ""))
+        for k, conv in (("normal_class", as_int), ("anomaly_fraction", as_float), ("epochs", as_int),
+                        ("batch_size", as_int), ("lr_decay", as_float)):
+            if getattr(self, k) is not None:
+                set_(k, conv(k, getattr(self, k)))
+        set_("seed", as_int("seed", self.seed))
+        set_("lr", as_float("lr", self.lr))
+        set_("held_out", tuple(sorted(as_list("held_out", self.held_out, as_int))) if self.held_out != () else ())
+        self.validate()
+
+    def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.dataset not in DATASET_NAMES:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
+        known = (*METHOD_NAMES[self.protocol], *(m for m in METHODS[self.protocol] if m not in METHOD_NAMES[self.protocol]))
+        if self.method not in known:
+            raise ConfigError(f"unknown method {self.method!r} for protocol {self.protocol}; "
+                              f"choose one of {', '.join(known)}")
+        K = N_CLASSES[self.dataset]
+        if self.protocol == "imbalanced":
+            variants = VARIANTS["imbalanced"] if self.method == "capsnet" else ("",)
+            if self.variant not in variants:
+                raise ConfigError(f"variant {self.variant!r} for {self.method}: choose one of {variants}")
+            if self.normal_class is None or not 0 <= self.normal_class < K:
+                raise ConfigError(f"normal class {self.normal_class} out of range 0..{K - 1} for {self.dataset}")
+            f = self.anomaly_fraction
+            if f is None or not 0 < f <= 0.5:
+                raise ConfigError(f"anomaly fraction {f} outside (0, 0.5]")
+            if self.held_out:
+                raise ConfigError("held_out belongs to protocol novelty")
+        else:
+            if self.variant:
+                raise ConfigError("protocol novelty has no variant")
+            if not self.held_out or not all(0 <= h < K for h in self.held_out) or len(self.held_out) >= K - 1:
+                raise ConfigError(f"held-out classes {self.held_out} must be 1..{K - 2} classes in 0..{K - 1}")
+            if self.normal_class is not None or self.anomaly_fraction is not None:
+                raise ConfigError("normal_class and anomaly_fraction belong to protocol imbalanced")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def n_classes(self) -> int:
+        return N_CLASSES[self.dataset]
+
+    @property
+    def n_normal_classes(self) -> int:
+        """Protocol novelty: the classes a network learns (all but the held-out ones)."""
+        return self.n_classes - len(self.held_out)
+
+    def resolved(self) -> "CellSpec":
+        """The spec with the paper's training settings wherever a field is None."""
+        paper = PAPER_A_TRAINING if self.protocol == "imbalanced" else PAPER_B_TRAINING.get(self.dataset, PAPER_B_DEFAULT)
+        return replace(self, **{k: v for k, v in paper.items() if getattr(self, k) is None})
+
+    @property
+    def cell_id(self) -> str:
+        """A stable, filesystem-safe name, unique per cell (training settings included)."""
+        r = self.resolved()
+        parts = [r.protocol, r.dataset, r.method]
+        if r.variant:
+            parts.append(r.variant)
+        if r.protocol == "imbalanced":
+            parts += [f"n{r.normal_class}", f"f{r.anomaly_fraction:g}"]
+        else:
+            parts.append("h" + "".join(map(str, r.held_out)))
+        parts += [f"s{r.seed}", f"e{r.epochs}", f"b{r.batch_size}"]
+        return "-".join(parts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["held_out"] = list(self.held_out)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CellSpec":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: (tuple(v) if k == "held_out" else v) for k, v in d.items() if k in known})
+
+    def __str__(self) -> str:
+        return self.cell_id
+
+
+def spec_json(spec: CellSpec) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class FastOptions:
+    """GPU switches, all off by default (and none measurable on a CPU-only machine).
+
+    tf32: TF32 matmuls/convolutions (CUDA only). bf16: autocast the two convolutions and
+    the decoder to bfloat16; squash, routing and the losses stay fp32. channels_last: NHWC
+    convolutions. compile: ``torch.compile`` the forward + loss. cuda_graphs: compile with
+    mode="reduce-overhead" (CUDA graphs).
+    """
+    tf32: bool = False
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    chunk_steps: int = 200        # steps whose batch indices are drawn and moved to the device at once
+
+    SWITCHES = ("tf32", "bf16", "channels_last", "compile", "cuda_graphs")
+
+    @classmethod
+    def add_flags(cls, parser) -> None:
+        """``--tf32 --bf16 --channels-last --compile --cuda-graphs`` on an argparse parser."""
+        for name in cls.SWITCHES:
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true",
+                                help="fast-path option (capslib.core.config.FastOptions)")
+
+    @classmethod
+    def from_flags(cls, args) -> "FastOptions":
+        """The options set by :meth:`add_flags`'s flags in parsed ``args``."""
+        return cls(**{name: getattr(args, name) for name in cls.SWITCHES})

@@ -1,0 +1,2 @@
+"""Datasets (the digits, the MNIST family, smallNORB), the two protocols' train/test splits, and
+folders of your own images."""

@@ -1,0 +1,2 @@
+"""Running the grid: the results store, the runner that plans and writes it, its executors
+(in-process, Dask) and the progress of a run."""

@@ -1,0 +1,126 @@
+"""How far a profile's grid has come: finished cells per table row and seed, the cells in
+flight (with their last checkpointed epoch), and the time the rest would take on this
+device at the rate measured on the cells it already trained (``status --summary``)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from capslib.train.checkpoint import in_flight
+from capslib.core.config import CellSpec
+from capslib.run.store.results import ResultsStore
+
+DATASET_LABELS = {"digits": "digits", "mnist": "MNIST", "fashion": "Fashion-MNIST", "kmnist": "KMNIST",
+                  "smallnorb": "smallNORB"}
+
+
+def row_label(spec: CellSpec) -> str:
+    """The table row a cell belongs to, in the papers' words, e.g. ``paper A · MNIST ·
+    proposed 1%`` or ``paper B · MNIST case studies · capsnet``."""
+    r = spec.resolved()
+    ds = DATASET_LABELS.get(r.dataset, r.dataset)
+    if r.protocol == "imbalanced":
+        what = r.variant if r.method == "capsnet" else r.method
+        return f"paper A · {ds} · {what} {100 * r.anomaly_fraction:g}%"
+    if len(r.held_out) > 1:   # a case study of several held-out classes; single classes are the per-class row
+        return f"paper B · {ds} held out {{{', '.join(map(str, r.held_out))}}} · {r.method}"
+    return f"paper B · {ds} · {r.method}"
+
+
+@dataclass
+class RowStatus:
+    label: str
+    seed: int
+    done: int = 0
+    total: int = 0
+    in_flight: int = 0
+
+    def line(self) -> str:
+        flight = f" ({self.in_flight} in flight)" if self.in_flight else ""
+        return f"{self.label} · seed {self.seed}: {self.done}/{self.total}{flight}"
+
+
+def row_status(cells: Sequence[CellSpec], store: ResultsStore) -> list[RowStatus]:
+    """One RowStatus per (table row, seed), in the order the cells first name them."""
+    flying = {m["cell_id"] for m in in_flight(store.dir)}
+    rows: "OrderedDict[tuple, RowStatus]" = OrderedDict()
+    for c in cells:
+        key = (row_label(c), c.seed)
+        st = rows.setdefault(key, RowStatus(*key))
+        st.total += 1
+        st.done += store.is_done(c)
+        st.in_flight += c.cell_id in flying
+    return list(rows.values())
+
+
+def training_images(spec: CellSpec, data_root=None) -> Optional[int]:
+    """Images a cell trains on in all (epochs × training-set size); None without the data."""
+    from capslib.core.errors import DataError
+    from capslib.data.datasets import load_dataset
+    from capslib.run.runner import split_for
+    r = spec.resolved()
+    try:
+        return r.epochs * len(split_for(r, load_dataset(r.dataset, data_root)).train_idx)
+    except DataError:
+        return None
+
+
+def measured_rates(store: ResultsStore, cells: Sequence[CellSpec], device: str, data_root=None) -> dict:
+    """Training images per second of the finished cells trained on ``device``, per
+    (protocol, method, precision): {key: (images/s, n_cells)}."""
+    sums: dict[tuple, list] = {}
+    for c in cells:
+        if not store.is_done(c):
+            continue
+        doc = store.load_cell(c)
+        prov = doc.get("provenance", {})
+        if prov.get("device") != device or not prov.get("train_seconds"):
+            continue
+        n = training_images(c, data_root)
+        if n is None:
+            continue
+        r = c.resolved()
+        acc = sums.setdefault((r.protocol, r.method, prov.get("precision", "fp32")), [0, 0.0, 0])
+        acc[0] += n
+        acc[1] += prov["train_seconds"]
+        acc[2] += 1
+    return {k: (n / s, k_cells) for k, (n, s, k_cells) in sums.items()}
+
+
+def eta_lines(cells: Sequence[CellSpec], store: ResultsStore, device: str, precision: str, data_root=None) -> list[str]:
+    """The time the missing cells would take here, per (protocol, method), at the rate of
+    the cells this device already trained: at ``precision`` where it has some, else at
+    another precision (said so); 'no rate measured yet' where it has none."""
+    if cells and training_images(cells[0], data_root) is None:
+        return [f"training time of the rest: unknown ({cells[0].resolved().dataset} not found in the data root; "
+                "pass --data-root)"]
+    rates = measured_rates(store, cells, device, data_root)
+    missing: "OrderedDict[tuple, list]" = OrderedDict()
+    for c in cells:
+        if not store.is_done(c):
+            r = c.resolved()
+            missing.setdefault((r.protocol, r.method), []).append(c)
+    lines, total = [], 0.0
+    for (protocol, method), cs in missing.items():
+        known = {p: v for (pr, m, p), v in rates.items() if (pr, m) == (protocol, method)}
+        prec = precision if precision in known else next(iter(known), None)
+        label = f"{'paper A' if protocol == 'imbalanced' else 'paper B'} {method}: {len(cs)} missing"
+        if prec is None:
+            lines.append(f"{label}, no rate measured on this device yet")
+            continue
+        rate, n_cells = known[prec]
+        images = [training_images(c, data_root) for c in cs]
+        if any(n is None for n in images):
+            lines.append(f"{label}, data not found for some of them")
+            continue
+        hours = sum(images) / rate / 3600
+        total += hours
+        note = "" if prec == precision else f"; {precision} not yet measured"
+        lines.append(f"{label}, {sum(images):,} training images, ≈{hours:.1f} h at {rate:.0f} images/s "
+                     f"({prec}, {n_cells} cells{note})")
+    if lines and total > 0:
+        lines.append(f"training time of the rest on this device (where a rate is known): ≈{total:.1f} h")
+    elif lines:
+        lines.append("training time of the rest on this device: unknown (no rate measured here yet)")
+    return lines
