@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,44 +154,58 @@ def test_damaged_or_foreign_checkpoint_is_reported_and_dropped(tmp_path, damage)
     assert not reader.path.exists()
 
 
-def test_paper_order_fills_seed_zero_tables_first():
+def test_paper_order_retrains_then_case_studies_then_seed_zero_tables():
     cells = prioritized(profile_grid("paper").cells(), "paper")
     assert len(cells) == len(profile_grid("paper").cells())
     stages = [stage_of(c, "paper") for c in cells]
     assert stages == sorted(stages) and max(stages) < len(PRIORITY["paper"])   # every cell has a stage
     r = [c.resolved() for c in cells]
-    a0 = [x for x in r if x.protocol == "imbalanced" and x.seed == 0]
-    assert r[:len(a0)] == a0                                                   # (1) paper A seed 0 first,
+    retrain = replace(r[-1], protocol="imbalanced", dataset="kmnist", method="capsnet", variant="standard",
+                      normal_class=9, anomaly_fraction=0.01, held_out=(), seed=2, attempt=1)
+    assert prioritized(cells + [retrain], "paper")[0] == retrain               # (0) the stall rule's retrainings
+    case = r[:15]                                                              # (1) the MNIST case studies,
+    assert all(x.protocol == "novelty" and x.dataset == "mnist" and x.seed == 0 for x in case)
+    assert [x.held_out for x in case] == [(2,)] * 5 + [(9,)] * 5 + [(0, 3, 5)] * 5   # 2, then 9, then {0, 3, 5}
+    assert {x.method for x in case[:5]} == {"capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp"}   # with references
+    other = r[15:55]                                                           # (2) the other MNIST held-outs
+    assert sorted({x.held_out for x in other}) == [(c,) for c in (0, 1, 3, 4, 5, 6, 7, 8)]
+    assert all(x.protocol == "novelty" and x.dataset == "mnist" and x.seed == 0 for x in other)
+    after = r[55:]
+    a0 = [x for x in after if x.protocol == "imbalanced" and x.seed == 0]
+    assert after[:len(a0)] == a0                                               # (3) paper A seed 0,
     assert [x.dataset for x in a0] == sorted([x.dataset for x in a0], key=["mnist", "fashion", "kmnist"].index)
-    assert {x.method for x in a0[:80]} == {"capsnet", "cnn", "deepsad"} and {x.dataset for x in a0[:80]} == {"mnist"}
-    nxt = r[len(a0):len(a0) + 15]                                              # (2) then the MNIST case studies
-    assert all(x.protocol == "novelty" and x.dataset == "mnist" and x.seed == 0 for x in nxt)
-    assert {x.held_out for x in nxt} == {(2,), (9,), (0, 3, 5)}
-    after = r[len(a0) + 15:]
+    after = after[len(a0):]
     a12 = [x for x in after if x.protocol == "imbalanced"]
-    assert after[:len(a12)] == a12 and {x.seed for x in a12} == {1, 2}         # (3) paper A seeds 1, 2
+    assert after[:len(a12)] == a12 and {x.seed for x in a12} == {1, 2}         # (4) paper A seeds 1, 2
     assert [x.seed for x in a12[:240]] == [1] * 80 + [2] * 80 + [1] * 80       # seed 1 of MNIST before seed 2
     rest = after[len(a12):]
-    assert all(x.protocol == "novelty" for x in rest)                          # (4) the rest of paper B,
+    assert all(x.protocol == "novelty" for x in rest)                          # (5) the rest of paper B,
     seeds = [x.seed for x in rest]
     assert seeds == sorted(seeds)                                              # seed 0 before seeds 1, 2
 
 
 class _FakeStore:
-    def __init__(self, done, tmp):
-        self.done, self.dir = set(done), tmp
+    def __init__(self, done, tmp, stalled=()):
+        self.done, self.dir, self.stalled = set(done), tmp, set(stalled)
 
     def is_done(self, spec):
-        return spec.cell_id in self.done
+        return (spec if isinstance(spec, str) else spec.cell_id) in self.done
+
+    def load_cell(self, spec):
+        cid = spec if isinstance(spec, str) else spec.cell_id
+        return {"spec": {"protocol": "imbalanced", "method": "capsnet"},
+                "info": {"final_loss": 0.41 if cid in self.stalled else 0.01}}
 
 
 def test_row_status_counts_cells_per_row_and_seed(tmp_path):
     cells = prioritized(profile_grid("paper").cells(), "paper")
     done = [c.cell_id for c in cells if c.protocol == "imbalanced" and c.dataset == "mnist" and c.seed == 0
             and c.variant == "proposed" and c.anomaly_fraction == 0.01 and c.normal_class < 7]
-    rows = {(s.label, s.seed): s for s in row_status(cells, _FakeStore(done, tmp_path / "t"))}
+    stalled = [cid for cid in done if "-n3-" in cid]
+    rows = {(s.label, s.seed): s for s in row_status(cells, _FakeStore(done, tmp_path / "t", stalled))}
     st = rows[("paper A · MNIST · proposed 1%", 0)]
-    assert (st.done, st.total) == (7, 10) and st.line() == "paper A · MNIST · proposed 1% · seed 0: 7/10"
+    assert (st.done, st.total, st.stalled, st.retrains) == (7, 10, 1, 1)
+    assert st.line() == "paper A · MNIST · proposed 1% · seed 0: 7/10; 1 stalled, 1 to retrain"
     assert (rows[("paper A · MNIST · proposed 1%", 1)].done, rows[("paper A · KMNIST · cnn 10%", 2)].total) == (0, 10)
     assert rows[("paper B · MNIST held out {0, 3, 5} · capsnet", 0)].total == 1
     assert rows[("paper B · Fashion-MNIST · vae", 0)].total == 10

@@ -204,7 +204,8 @@ def test_widgets_threshold_and_browser(store, df):
 
 
 def test_plateau_table_counts_stalled_trainings_per_route_and_fraction():
-    from capslib.views.report import PLATEAU_LOSS, plateau_table
+    from capslib.run.store.schema import PLATEAU_LOSS
+    from capslib.views.report import plateau_table
 
     def doc(fraction, loss, fast, method="capsnet", protocol="imbalanced"):
         info = {"final_loss": loss, **({"fast_path": {"group_size": 8}} if fast else {})}

@@ -139,8 +139,9 @@ def test_time_budget_defers_cells_the_next_run_finishes(tmp_path):
         del METHODS["novelty"]["slow"]
 
 
+# (one training per cell: the stall rule's retrainings are tests/test_attempts.py's subject)
 KILL_ARGS = ["-m", "capslib", "run", "--profile", "quick", "--protocol", "imbalanced", "--classes", "0,1,8",
-             "--fractions", "0.1", "--epochs", "1", "--methods", "capsnet", "--no-progress"]
+             "--fractions", "0.1", "--epochs", "1", "--methods", "capsnet", "--max-attempts", "1", "--no-progress"]
 
 
 @pytest.mark.slow

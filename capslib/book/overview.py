@@ -47,6 +47,7 @@ def chapters_results(root: Path, profile: str) -> Optional[Path]:
 def write_overview(root: Path, results_root: Path) -> Path:
     """``book/generated/results_overview.md``: per profile, the cells finished, the chapters,
     the cost of the runs and where they ran (from capslib.views.report's cost tables)."""
+    from capslib.run.store.schema import PLATEAU_LOSS
     from capslib.views import report
     from capslib.study.profiles import PROFILES
     from capslib.run.store.results import ResultsStore
@@ -77,7 +78,7 @@ def write_overview(root: Path, results_root: Path) -> Path:
         out.append("\n**Where the numbers came from** (commit, device, torch):\n")
         out.append(_md_table(report.provenance(df)))
         out.append("\n**Trainings that ended on the loss plateau** (paper A's CapsNet cells whose last training "
-                   f"loss is above {report.PLATEAU_LOSS}; see {{ref}}`the loss plateau <methods-plateau>`), "
+                   f"loss is above {PLATEAU_LOSS}; see {{ref}}`the loss plateau <methods-plateau>`), "
                    "per route and anomaly fraction:\n")
         out.append(_md_table(report.plateau_table(store)))
         cost = report.cost_table(df)

@@ -24,27 +24,43 @@ def finished_elsewhere(path) -> set[str]:
 
 
 def cmd_run(args) -> int:
+    """Train the missing cells, the stall rule's retrainings first (:mod:`capslib.run.attempts`):
+    a retraining that stalls again makes the next one due, which the same run trains while its
+    time budget lasts."""
+    from capslib.run.attempts import check_max_attempts, retrains
     from capslib.run.cluster import from_flags as engine_from_flags
     from capslib.run.runner import run_grid
-    from capslib.study.profiles import prioritized
     from capslib.run.store.results import ResultsStore
-    cells = prioritized(grid_from_args(args).cells(), args.profile)
-    if args.finished_list:
-        cells = [c for c in cells if c.cell_id not in finished_elsewhere(args.finished_list)]
+    from capslib.study.profiles import prioritized
+    grid = grid_from_args(args).cells()
+    attempts = check_max_attempts(args.max_attempts)
+    skip = finished_elsewhere(args.finished_list) if args.finished_list else set()
     store = ResultsStore(args.results_root, args.profile)
     options = FastOptions.from_flags(args)
     executor = engine_from_flags(args)      # None: the in-process runner
     t0 = time.perf_counter()
-    rep = run_grid(cells, store, args.data_root, args.device, show_progress=not args.no_progress,
-                   fast=args.fast, group_size=args.group_size, time_budget=args.time_budget, fast_options=options,
-                   precision=args.precision, executor=executor)
-    paused = f" ({len(rep['paused'])} paused mid-training, resumable)" if rep.get("paused") else ""
-    print(f"{len(rep['ran'])} cells ran, {len(rep['skipped'])} already finished, {len(rep['failed'])} failed, "
-          f"{len(rep['deferred'])} left for the next run{paused}, in {time.perf_counter() - t0:.1f} s; "
+    total = {"ran": [], "skipped": None, "failed": {}, "deferred": [], "paused": {}}
+    cells = grid
+    while cells:
+        planned = {c.cell_id: c for c in prioritized(retrains(grid, store, attempts) + cells, args.profile)}
+        budget = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t0)
+        rep = run_grid([c for cid, c in planned.items() if cid not in skip], store, args.data_root, args.device,
+                       show_progress=not args.no_progress, fast=args.fast, group_size=args.group_size,
+                       time_budget=budget, fast_options=options, precision=args.precision, executor=executor)
+        total["ran"] += rep["ran"]
+        total["failed"].update(rep["failed"])
+        total["paused"].update(rep.get("paused", {}))
+        total["deferred"] = rep["deferred"]
+        total["skipped"] = rep["skipped"] if total["skipped"] is None else total["skipped"]
+        # a retraining that stalled again makes the next attempt due: train it while time lasts
+        cells = [] if rep["deferred"] or rep.get("paused") else retrains(grid, store, attempts)
+    paused = f" ({len(total['paused'])} paused mid-training, resumable)" if total["paused"] else ""
+    print(f"{len(total['ran'])} cells ran, {len(total['skipped'])} already finished, {len(total['failed'])} failed, "
+          f"{len(total['deferred'])} left for the next run{paused}, in {time.perf_counter() - t0:.1f} s; "
           f"results in {store.dir}")
-    for cid, msg in rep["failed"].items():
+    for cid, msg in total["failed"].items():
         print(f"failed: {cid}: {msg}", file=sys.stderr)
-    return 1 if rep["failed"] else 0
+    return 1 if total["failed"] else 0
 
 
 def cmd_status(args) -> int:
@@ -82,10 +98,13 @@ def _print_summary(args, cells, store) -> None:
     from capslib.run.progress import eta_lines, row_status
     from capslib.core.provenance import device_name
     from capslib.train.plain import default_precision
-    for st in row_status(cells, store):
+    from capslib.run.attempts import check_max_attempts, retrains
+    attempts = check_max_attempts(args.max_attempts)
+    for st in row_status(cells, store, attempts):
         print(st.line())
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    for line in eta_lines(cells, store, device_name(device), default_precision(device), args.data_root):
+    due = retrains(cells, store, attempts)     # the stall rule's next attempts count as missing cells
+    for line in eta_lines(due + list(cells), store, device_name(device), default_precision(device), args.data_root):
         print(line)
 
 

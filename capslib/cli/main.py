@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from capslib.run.cluster import add_flags as add_engine_flags
-from capslib.core.config import FastOptions
+from capslib.core.config import MAX_ATTEMPTS, FastOptions
 
 from capslib.cli.grid import cmd_download, cmd_pack_data, cmd_run, cmd_status
 from capslib.cli.detect import DETECTOR_COMMANDS, add_detector_commands
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--methods", help="e.g. capsnet")
         s.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
         s.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
+        s.add_argument("--max-attempts", default=str(MAX_ATTEMPTS), metavar="N",
+                       help=f"trainings per paper-A CapsNet cell under the stall rule (default {MAX_ATTEMPTS}; "
+                            "1: no retraining of cells that end on the loss plateau)")
         if name == "status":
             s.add_argument("--summary", action="store_true",
                            help="progress per table row and seed, cells in flight, and the time the rest would take")

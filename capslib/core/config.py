@@ -8,6 +8,7 @@ GPU switches.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Optional
 
@@ -32,6 +33,12 @@ PAPER_B_TRAINING = {
     "smallnorb": {"epochs": 50, "batch_size": 64, "lr_decay": 0.96},
 }
 PAPER_B_DEFAULT = {"epochs": 20, "batch_size": 100, "lr_decay": 0.96}
+DEFAULT_LR = 1e-3
+# the stall rule (book/methods.md, "the loss plateau"): a paper-A CapsNet that ends on the plateau
+# is trained again from a new initialisation, attempt k drawing its weights and data order with
+# seed + ATTEMPT_SEED_STRIDE * k (its split stays the seed's), up to MAX_ATTEMPTS trainings in all
+ATTEMPT_SEED_STRIDE = 1000
+MAX_ATTEMPTS = 3
 
 
 # ---- values checked at the door: the CLI's strings, papermill's -p values, API arguments ----
@@ -101,8 +108,9 @@ class CellSpec:
     seed: int = 0
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
-    lr: float = 1e-3
+    lr: float = DEFAULT_LR
     lr_decay: Optional[float] = None          # multiplied in every 2000 steps
+    attempt: int = 0                          # paper A's CapsNet: the stall rule's k-th training
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -114,8 +122,12 @@ class CellSpec:
             if getattr(self, k) is not None:
                 set_(k, conv(k, getattr(self, k)))
         set_("seed", as_int("seed", self.seed))
+        set_("attempt", as_int("attempt", self.attempt))
         set_("lr", as_float("lr", self.lr))
-        set_("held_out", tuple(sorted(as_list("held_out", self.held_out, as_int))) if self.held_out != () else ())
+        held_out = as_list("held_out", self.held_out, as_int) if self.held_out != () else ()
+        if len(set(held_out)) != len(held_out):
+            raise ConfigError(f"held_out {list(held_out)} names a class twice")
+        set_("held_out", tuple(sorted(held_out)))
         self.validate()
 
     def validate(self) -> None:
@@ -152,8 +164,14 @@ class CellSpec:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.lr_decay is not None and not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.attempt < MAX_ATTEMPTS:
+            raise ConfigError(f"attempt must be in 0..{MAX_ATTEMPTS - 1}, got {self.attempt}")
+        if self.attempt and (self.protocol, self.method) != ("imbalanced", "capsnet"):
+            raise ConfigError("attempt (the stall rule's retraining) belongs to paper A's capsnet cells")
 
     @property
     def n_classes(self) -> int:
@@ -164,6 +182,12 @@ class CellSpec:
         """Protocol novelty: the classes a network learns (all but the held-out ones)."""
         return self.n_classes - len(self.held_out)
 
+    @property
+    def init_seed(self) -> int:
+        """The seed of the weights and the data order: the cell's seed for its first training,
+        offset by :data:`ATTEMPT_SEED_STRIDE` per attempt of the stall rule (the split keeps ``seed``)."""
+        return self.seed + ATTEMPT_SEED_STRIDE * self.attempt
+
     def resolved(self) -> "CellSpec":
         """The spec with the paper's training settings wherever a field is None."""
         paper = PAPER_A_TRAINING if self.protocol == "imbalanced" else PAPER_B_TRAINING.get(self.dataset, PAPER_B_DEFAULT)
@@ -171,8 +195,11 @@ class CellSpec:
 
     @property
     def cell_id(self) -> str:
-        """A stable, filesystem-safe name, unique per cell (training settings included)."""
+        """A stable, filesystem-safe name, unique per cell: every setting that changes the result
+        is in it (a learning rate or decay other than the paper's, and a stall-rule attempt, as
+        suffixes, so the paper's cells keep their names)."""
         r = self.resolved()
+        paper = PAPER_A_TRAINING if r.protocol == "imbalanced" else PAPER_B_TRAINING.get(r.dataset, PAPER_B_DEFAULT)
         parts = [r.protocol, r.dataset, r.method]
         if r.variant:
             parts.append(r.variant)
@@ -181,6 +208,12 @@ class CellSpec:
         else:
             parts.append("h" + "".join(map(str, r.held_out)))
         parts += [f"s{r.seed}", f"e{r.epochs}", f"b{r.batch_size}"]
+        if r.lr != DEFAULT_LR:
+            parts.append(f"lr{r.lr:g}")
+        if r.lr_decay != paper["lr_decay"]:
+            parts.append(f"d{r.lr_decay:g}")
+        if r.attempt:
+            parts.append(f"a{r.attempt}")
         return "-".join(parts)
 
     def to_dict(self) -> dict:

@@ -64,6 +64,10 @@ class FolderCell:
     def resolved(self) -> "FolderCell":
         return self
 
+    @property
+    def init_seed(self) -> int:
+        return self.seed
+
 
 def folder_cell(data: FolderData, settings: FitSettings) -> FolderCell:
     paper = PAPER_A_TRAINING if data.protocol == "imbalanced" else PAPER_B_DEFAULT

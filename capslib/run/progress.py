@@ -4,12 +4,14 @@ device at the rate measured on the cells it already trained (``status --summary`
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from capslib.train.checkpoint import in_flight
-from capslib.core.config import CellSpec
+from capslib.core.config import MAX_ATTEMPTS, CellSpec
+from capslib.run.attempts import base_id, concerned, last_attempt, next_attempt
 from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import stalled
 
 DATASET_LABELS = {"digits": "digits", "mnist": "MNIST", "fashion": "Fashion-MNIST", "kmnist": "KMNIST",
                   "smallnorb": "smallNORB"}
@@ -35,22 +37,34 @@ class RowStatus:
     done: int = 0
     total: int = 0
     in_flight: int = 0
+    stalled: int = 0          # cells whose headline record (last attempt) ended on the plateau
+    retrains: int = 0         # retrainings the stall rule still asks of the row's cells
 
     def line(self) -> str:
         flight = f" ({self.in_flight} in flight)" if self.in_flight else ""
-        return f"{self.label} · seed {self.seed}: {self.done}/{self.total}{flight}"
+        stall = ""
+        if self.stalled or self.retrains:
+            stall = f"; {self.stalled} stalled" + (f", {self.retrains} to retrain" if self.retrains else "")
+        return f"{self.label} · seed {self.seed}: {self.done}/{self.total}{flight}{stall}"
 
 
-def row_status(cells: Sequence[CellSpec], store: ResultsStore) -> list[RowStatus]:
-    """One RowStatus per (table row, seed), in the order the cells first name them."""
-    flying = {m["cell_id"] for m in in_flight(store.dir)}
+def row_status(cells: Sequence[CellSpec], store: ResultsStore, max_attempts: int = MAX_ATTEMPTS) -> list[RowStatus]:
+    """One RowStatus per (table row, seed), in the order the cells first name them. A cell
+    counts once, by its headline record (its last attempt under the stall rule)."""
+    flying = {base_id(m["cell_id"]) for m in in_flight(store.dir)}
     rows: "OrderedDict[tuple, RowStatus]" = OrderedDict()
     for c in cells:
+        if c.attempt:
+            continue
         key = (row_label(c), c.seed)
         st = rows.setdefault(key, RowStatus(*key))
         st.total += 1
         st.done += store.is_done(c)
         st.in_flight += c.cell_id in flying
+        if concerned(c) and store.is_done(c):
+            last = replace(c, attempt=last_attempt(c, store))
+            st.stalled += bool(stalled(store.load_cell(last)))
+            st.retrains += next_attempt(c, store, max_attempts) is not None
     return list(rows.values())
 
 

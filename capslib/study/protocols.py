@@ -67,7 +67,7 @@ def input_transform(data: Dataset):
 def capsnet_job(spec: CellSpec, data: Dataset, split: Split, device, precision: str = "fp32") -> CapsNetJob:
     """Seed, initialise and describe one CapsNet cell's training (either protocol)."""
     r = spec.resolved()
-    g = set_seed(r.seed)
+    g = set_seed(r.init_seed)   # the seed, offset for a retraining (stall rule); the split is the seed's
     y_tr = torch.from_numpy(split.train_labels)
     if r.protocol == "imbalanced":
         model = capsnet_for(data, 2).to(device)

@@ -25,7 +25,7 @@ import torch
 from capslib.core.errors import ConfigError
 
 from capslib.core.config import CellSpec, FastOptions
-from capslib.views.report import PLATEAU_LOSS
+from capslib.run.store.schema import PLATEAU_LOSS
 from capslib.core.provenance import device_name, git_commit, write_report
 
 # route -> (fast path?, plain-path precision, fast-path switches, in the stored cell's group?)

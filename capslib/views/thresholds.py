@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from capslib.study import paper_numbers as pn
+from capslib.views import report
 from capslib.views.report import ROW_LABEL, class_span, fmt, like_mean
 from capslib.model.scores import THRESHOLD_RULES, accuracy_at
 from capslib.run.store.results import ResultsStore
@@ -153,3 +154,45 @@ def rule_summary(long: pd.DataFrame) -> str:
         lines.append(f"- **{rec['dataset']}, {rec['row']}** (classes {rec['classes']}, {seeds}): {rules} "
                      f"(the oracle is an upper bound, not a result); {paper}.")
     return "\n".join(lines)
+
+
+def headline_rows(store: ResultsStore, df: pd.DataFrame, first: pd.DataFrame) -> pd.DataFrame:
+    """Paper A's rows as the study reports them, one line per (dataset, variant, fraction): the
+    cells and how many of their headline records (last attempt of the stall rule) stalled; the
+    row mean under the plain rule (the table's) and, for *proposed*, the class-balanced rule,
+    each ± its std over seeds; paper A over the same classes; Δ of each; and the mean over every
+    cell's *first* training beside them, with its stall count. ``df`` holds the headline records
+    (:func:`capslib.views.report.load_rows`), ``first`` every cell's first training."""
+    imb = lambda d: d[(d["protocol"] == "imbalanced") & (d["method"] == "capsnet")]
+    h, f = report.headline(imb(df)), report.headline(imb(first))
+    balanced = rule_long(store, df)
+    balanced = balanced[balanced["rule"] == "balanced logistic"]
+    out = []
+    for (ds, v, frac), g in h.groupby(["dataset", "variant", "anomaly_fraction"]):
+        paper = {c: pn.paper_a_accuracy(ds, v, frac, c) for c in range(10)}
+        plain = like_mean(g.assign(value=100 * g["accuracy"]), paper)
+        g1 = f[(f["dataset"] == ds) & (f["variant"] == v) & (f["anomaly_fraction"] == frac)]
+        firsts = like_mean(g1.assign(value=100 * g1["accuracy"]), paper) if len(g1) else {"mean": np.nan}
+        rec = {"dataset": ds, "row": ROW_LABEL.format(variant=v, fraction=frac), "cells": len(g),
+               "seeds": g["seed"].nunique(), "stalled": int((g["stalled"] == "yes").sum()),
+               "retrained": int((g["attempts"] > 1).sum()), "plain rule": fmt(plain["mean"], plain["std"], plain["n"]),
+               "balanced rule": "–", "paper A": fmt(plain["paper"]), "Δ plain": _delta(plain), "Δ balanced": "–",
+               "first trainings": fmt(firsts["mean"]), "stalled at first": int((g1["stalled"] == "yes").sum())}
+        if v == "proposed":
+            b = balanced[(balanced["dataset"] == ds) & (balanced["anomaly_fraction"] == frac)]
+            if len(b):
+                bal = like_mean(b.rename(columns={"accuracy": "value"}), paper)
+                rec.update({"balanced rule": fmt(bal["mean"], bal["std"], bal["n"]), "Δ balanced": _delta(bal)})
+        rec["classes"] = class_span(plain["classes"])
+        out.append(rec)
+    cols = ["dataset", "row", "classes", "cells", "seeds", "stalled", "retrained", "plain rule", "balanced rule",
+            "paper A", "Δ plain", "Δ balanced", "first trainings", "stalled at first"]
+    res = pd.DataFrame(out, columns=cols)
+    order = {"standard 10%": 0, "proposed 10%": 1, "standard 1%": 2, "proposed 1%": 3}
+    res = res.sort_values(["dataset", "row"], key=lambda s: s.map(order).fillna(s) if s.name == "row" else s)
+    return res.set_index(["dataset", "row"])
+
+
+def _delta(m: dict) -> str:
+    d = m["mean"] - m["paper"]
+    return "–" if pd.isna(d) else f"{d:+.2f}"

@@ -20,7 +20,7 @@ import numpy as np
 from capslib.core.config import CellSpec
 from capslib.run import locks
 from capslib.run.store.schema import (CSV_COLUMNS, DOC_KEYS, MIGRATIONS, OWNED, ROW_DEFAULTS, ROW_KEYS,
-    SCHEMA_VERSION, STAGING_GRACE_S, DamagedCell, NewerCell, StoreError, _json_default)
+    SCHEMA_VERSION, STAGING_GRACE_S, DamagedCell, NewerCell, StoreError, _json_default, derived_columns)
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -88,12 +88,14 @@ class ResultsStore:
         rows = doc["rows"]
         if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
             raise self._damaged(path, "rows is not a non-empty list of rows")
+        derived = derived_columns(doc)
         for r in rows:
             gone = [k for k in ROW_KEYS if k not in r]
             if gone:
                 raise self._damaged(path, f"a row lacks {', '.join(gone[:3])}" + (" ..." if len(gone) > 3 else ""))
             for k, v in ROW_DEFAULTS.items():
                 r.setdefault(k, v)
+            r.update(derived)
         if doc["cell_id"] != path.parent.name:
             raise self._damaged(path, f"cell_id {doc['cell_id']!r} differs from its folder's name")
         return doc

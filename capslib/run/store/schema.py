@@ -2,7 +2,7 @@
 ``cell.json``, its errors, and the rows a finished cell writes (one per score)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -13,9 +13,11 @@ SCHEMA_VERSION = 1
 CSV_COLUMNS = ["protocol", "dataset", "method", "variant", "normal_class", "held_out", "anomaly_fraction",
                "seed", "score", "accuracy", "auroc", "auprc", "threshold", "n_test_normal", "n_test_anomalous",
                "train_seconds", "epochs", "batch_size", "precision", "device", "torch", "commit", "finished_utc",
-               "cell_id"]
+               "cell_id", "attempt", "final_loss", "stalled"]
+# columns derived from the rest of cell.json when a cell is read, never stored in its rows
+DERIVED = ("attempt", "final_loss", "stalled")
 # the keys every row of a schema-1 cell has (CSV_COLUMNS may grow; older cells stay complete)
-ROW_KEYS = tuple(k for k in CSV_COLUMNS if k != "precision")   # precision: added later, optional
+ROW_KEYS = tuple(k for k in CSV_COLUMNS if k != "precision" and k not in DERIVED)   # precision: added later
 # columns added after schema 1 began, with the value every older cell had: before the
 # precision option the plain path computed in fp32 only
 ROW_DEFAULTS = {"precision": "fp32"}
@@ -27,6 +29,29 @@ OWNED = "@"            # in the name of a staging folder whose writer locks it (
 STAGING_GRACE_S = 60   # a staging folder without it is from capslib before the locks (its writer
                        # holds no lock): removed only once it is this old
 
+
+
+# The stall rule's test (book/methods.md, "the loss plateau"): paper A's CapsNet trainings start on
+# a loss plateau near 0.41 (the anomaly capsule saturated "on" for every image); a training whose
+# last-epoch loss is still above this never left it. Stored cells split cleanly: stalled ones end
+# at 0.38-0.42, converged ones below 0.1.
+PLATEAU_LOSS = 0.3
+
+
+def stalled(doc: dict) -> Optional[bool]:
+    """Whether a cell's training ended on the loss plateau (paper A's CapsNet cells; None for
+    other cells, which the rule does not concern, and for cells without a recorded loss)."""
+    spec, loss = doc.get("resolved") or doc.get("spec", {}), doc.get("info", {}).get("final_loss")
+    if spec.get("protocol") != "imbalanced" or spec.get("method") != "capsnet" or loss is None:
+        return None
+    return bool(loss > PLATEAU_LOSS)
+
+
+def derived_columns(doc: dict) -> dict:
+    """The columns :data:`DERIVED` of every row of a cell."""
+    flag = stalled(doc)
+    return {"attempt": int(doc.get("spec", {}).get("attempt", 0)), "final_loss": doc.get("info", {}).get("final_loss"),
+            "stalled": "" if flag is None else ("yes" if flag else "no")}
 
 
 class StoreError(OneLineError, ValueError):

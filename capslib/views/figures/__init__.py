@@ -10,16 +10,17 @@ library's convention: higher = more anomalous.
 
 :mod:`.common` labels, colours, menus and layout; :mod:`.scores` ROC curves and score
 distributions; :mod:`.summary` bars of every method and ours against the paper;
-:mod:`.galleries` reconstruction galleries.
+:mod:`.galleries` reconstruction galleries; :mod:`.stalls` every training against the loss plateau.
 """
 from capslib.views.figures.common import (COLORS, LABELS, PANEL_HEIGHT, ROC_SCORES, SCORE_ORDER,
     VARIANT_ORDER, label, show)
 from capslib.views.figures.scores import distribution_figure, roc_figure
 from capslib.views.figures.summary import accuracy_figure, bars_figure
 from capslib.views.figures.galleries import gallery_cells, gallery_figure, gallery_matplotlib, gallery_strip
+from capslib.views.figures.stalls import anomaly_capsule_length, stall_figure
 
 __all__ = [
     'COLORS', 'LABELS', 'PANEL_HEIGHT', 'ROC_SCORES', 'SCORE_ORDER', 'VARIANT_ORDER', 'label',
     'show', 'distribution_figure', 'roc_figure', 'accuracy_figure', 'bars_figure', 'gallery_cells',
-    'gallery_figure', 'gallery_matplotlib', 'gallery_strip',
+    'gallery_figure', 'gallery_matplotlib', 'gallery_strip', 'anomaly_capsule_length', 'stall_figure',
 ]

@@ -13,20 +13,21 @@ threshold for variant *proposed*.
 :mod:`.paper_a` and :mod:`.paper_b` build each paper's tables, :mod:`.cost` the cost and
 provenance tables. The notebooks use the names below.
 """
-from capslib.views.report.load import (HEADLINE, ROW_LABEL, SHOWN_IDS, empty_note, load_or_run, load_rows,
+from capslib.views.report.load import (ATTEMPTS, HEADLINE, ROW_LABEL, SHOWN_IDS, empty_note, load_attempts,
+    load_or_run, load_rows,
     open_store, run_summary, say_if_empty, show, to_frame)
 from capslib.views.report.fmt import class_span, datasets, fmt, held_out_order, like_mean
 from capslib.views.report.paper_a import (MARGIN_PP, accuracy_caption, accuracy_long, accuracy_table,
     headline, metric_table)
 from capslib.views.report.paper_b import case_studies, dataset_note, novelty_long, novelty_table
-from capslib.views.report.cost import (CELL_COLUMNS, COST_COLUMNS, PLATEAU_LOSS, cells, cost_table,
+from capslib.views.report.cost import (CELL_COLUMNS, COST_COLUMNS, cells, cost_table,
     cost_totals, plateau_table, provenance)
 
 __all__ = [
-    'HEADLINE', 'ROW_LABEL', 'SHOWN_IDS', 'empty_note', 'load_or_run', 'load_rows', 'open_store',
+    'ATTEMPTS', 'HEADLINE', 'ROW_LABEL', 'SHOWN_IDS', 'empty_note', 'load_attempts', 'load_or_run', 'load_rows', 'open_store',
     'run_summary', 'say_if_empty', 'show', 'to_frame', 'class_span', 'datasets', 'fmt',
     'held_out_order', 'like_mean', 'MARGIN_PP', 'accuracy_caption', 'accuracy_long',
     'accuracy_table', 'headline', 'metric_table', 'case_studies', 'dataset_note', 'novelty_long',
-    'novelty_table', 'CELL_COLUMNS', 'COST_COLUMNS', 'PLATEAU_LOSS', 'cells', 'cost_table',
+    'novelty_table', 'CELL_COLUMNS', 'COST_COLUMNS', 'cells', 'cost_table',
     'cost_totals', 'plateau_table', 'provenance',
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 from capslib.run.store.results import ResultsStore
+from capslib.run.store.schema import stalled
 
 
 
@@ -53,24 +54,19 @@ def provenance(df: pd.DataFrame) -> pd.DataFrame:
         first=("finished_utc", "min"), last=("finished_utc", "max")).reset_index()
 
 
-# A paper-A CapsNet whose last training loss is still above this never left the plateau near
-# 0.41 on which these trainings start (converged ones end near 0.01): book/methods.md, "the loss plateau"
-PLATEAU_LOSS = 0.3
-
-
 def plateau_table(store: ResultsStore) -> pd.DataFrame:
-    """Paper A's CapsNet cells whose training ended on the loss plateau (last loss >
-    :data:`PLATEAU_LOSS`), per route (fast path or plain, device, precision) and anomaly
+    """Paper A's CapsNet trainings (every attempt of the stall rule) that ended on the loss plateau
+    (:func:`capslib.run.store.schema.stalled`), per route (fast path or plain, device, precision) and anomaly
     fraction: 'on plateau' of 'cells'."""
     rows = []
     for cid in store.finished_ids():
         doc = store.load_cell(cid)
         r, info, prov = doc.get("resolved", {}), doc.get("info", {}), doc.get("provenance", {})
-        if r.get("protocol") != "imbalanced" or r.get("method") != "capsnet" or "final_loss" not in info:
+        if stalled(doc) is None:
             continue
         rows.append({"route": "fast path" if "fast_path" in info else "plain path", "device": prov.get("device", ""),
                      "precision": prov.get("precision", "fp32"), "anomaly fraction": r.get("anomaly_fraction"),
-                     "on plateau": int(info["final_loss"] > PLATEAU_LOSS)})
+                     "on plateau": int(stalled(doc))})
     cols = ["route", "device", "precision", "anomaly fraction"]
     if not rows:
         return pd.DataFrame(columns=cols + ["on plateau", "cells"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 import pandas as pd
+from capslib.run.attempts import attempt_of, base_id, one_record_per_cell
 from capslib.run.store.results import ResultsStore
 
 
@@ -26,14 +27,34 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
     df["anomaly_fraction"] = pd.to_numeric(df["anomaly_fraction"], errors="coerce")
     df["held_out"] = df["held_out"].fillna("").astype(str)
     df["variant"] = df["variant"].fillna("").astype(str)
-    for c in ("accuracy", "auroc", "auprc", "threshold", "train_seconds"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("accuracy", "auroc", "auprc", "threshold", "train_seconds", "final_loss"):
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    if "stalled" in df:
+        df["stalled"] = df["stalled"].fillna("").astype(str)
     return df
 
 
-def load_rows(results_root="results", profile: str = "quick") -> pd.DataFrame:
-    """Every finished cell of a store, one row per (cell, score)."""
-    return to_frame(open_store(results_root, profile).rows())
+ATTEMPTS = ("last", "first", "every")
+
+
+def load_rows(results_root="results", profile: str = "quick", attempts: str = "last") -> pd.DataFrame:
+    """Every finished cell of a store, one row per (cell, score): the cell's headline record, the
+    last attempt of the stall rule (``attempts="first"``: every cell's first training;
+    ``"every"``: every training, one record per attempt, for the figures of the rule itself)."""
+    if attempts not in ATTEMPTS:
+        raise ValueError(f"attempts must be one of {', '.join(ATTEMPTS)}, got {attempts!r}")
+    df = to_frame(open_store(results_root, profile).rows())
+    if attempts == "every":
+        return one_record_per_cell(df).iloc[0:0] if len(df) == 0 else df.assign(
+            cell=df["cell_id"].map(base_id), attempt=df["cell_id"].map(attempt_of))
+    return one_record_per_cell(df, first=attempts == "first")
+
+
+def load_attempts(df: pd.DataFrame, attempts: str = "first") -> pd.DataFrame:
+    """The cells of ``df`` (a frame of :func:`load_or_run`) as their first or every training."""
+    rows = load_rows(df.attrs.get("results_root", "results"), df.attrs.get("profile", "quick"), attempts)
+    return rows[rows["cell"].isin(set(df["cell"]))] if len(df) and len(rows) else rows.iloc[0:0]
 
 
 def load_or_run(profile: str = "quick", results_root="results", protocol: Optional[str] = None,
@@ -64,7 +85,7 @@ def load_or_run(profile: str = "quick", results_root="results", protocol: Option
         rep = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)],
                "missing": [c.cell_id for c in cells if not store.is_done(c)], "failed": {}}
     ids = {c.cell_id for c in cells}
-    df = to_frame([r for r in store.rows() if r["cell_id"] in ids])
+    df = one_record_per_cell(to_frame([r for r in store.rows() if base_id(r["cell_id"]) in ids]))
     df.attrs.update(run=rep, cells=sorted(ids), profile=profile, results_root=str(results_root), protocol=protocol)
     return df
 
