@@ -22,13 +22,21 @@ def write_idx(path: Path, arr: np.ndarray, truncate: int = 0):
         f.write(data)
 
 
-def make_fake_mnist(root: Path, folder="MNIST", n_train=60, n_test=30, truncate=0):
+def fake_images(n: int, rng) -> np.ndarray:
+    """(n, 28, 28) images, black but for the first 64 (random): MNIST's shape, quick to write."""
+    x = np.zeros((n, 28, 28), np.uint8)
+    x[:64] = rng.integers(0, 256, (min(n, 64), 28, 28))
+    return x
+
+
+def make_fake_mnist(root: Path, folder="MNIST", n_train=60000, n_test=10000, truncate=0):
+    """A MNIST-family dataset in torchvision's raw layout, with MNIST's shapes."""
     raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    write_idx(raw / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)), truncate)
+    write_idx(raw / "train-images-idx3-ubyte.gz", fake_images(n_train, rng), truncate)
     write_idx(raw / "train-labels-idx1-ubyte.gz", np.arange(n_train) % 10)
-    write_idx(raw / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (n_test, 28, 28)))
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", fake_images(n_test, rng))
     write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(n_test) % 10)
     return root
 
@@ -43,7 +51,7 @@ def test_mnist_family_loader(tmp_path):
     from capslib.data.datasets import _idx_dataset
     make_fake_mnist(tmp_path, "KMNIST")
     d = _idx_dataset("kmnist", "KMNIST")(tmp_path)
-    assert d.x_train.shape == (60, 1, 28, 28) and d.x_train.dtype == torch.float32
+    assert d.x_train.shape == (60000, 1, 28, 28) and d.x_train.dtype == torch.float32
     assert 0 <= d.x_train.min() and d.x_train.max() <= 1
     assert d.y_test.tolist()[:3] == [0, 1, 2]
 

@@ -227,7 +227,7 @@ def test_damaged_cell_listed_quarantined_and_retrained(tmp_path, monkeypatch, ca
     assert "\n" not in str(err) and f"--results-root {store.root}" in str(err)   # names the fix, one line
     assert list(store.damaged()) == [bad]
     # status lists it (and does not count it finished)
-    assert main(["status", "--profile", "quick", "--methods", "cnn", "--results-root", str(store.root)]) == 0
+    assert main(["status", "--profile", "quick", "--methods", "cnn", "--results-root", str(store.root)]) == 1   # damaged: non-zero
     out = capsys.readouterr().out
     assert f"damaged   {bad}: " in out and words in out and f"finished  {bad}" not in out
     # reading it names the file

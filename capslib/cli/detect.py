@@ -48,17 +48,8 @@ def add_detector_commands(sub) -> None:
 
 
 def _device(name):
-    import torch
-
-    from capslib.core.errors import ConfigError
-    from capslib.train.plain import default_device
-    try:
-        device = torch.device(name) if name else default_device()
-    except RuntimeError:
-        raise ConfigError(f"device {name!r}: use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: no CUDA device here; use --device cpu")
-    return device
+    from capslib.train.plain import resolve_device
+    return resolve_device(name)
 
 
 def _report_skipped(skipped) -> None:
@@ -70,8 +61,10 @@ def cmd_fit(args) -> int:
     from capslib.core.config import as_float, as_int
     from capslib.detect.fit import FitSettings, fit
     from capslib.data.folder import Preprocessing, load_folder
+    from capslib.detect.files import check_output
     from capslib.train.plain import default_precision
 
+    check_output(args.out, "--out", folder=True)     # before the training, not after it
     device = _device(args.device)
     channels = None if args.channels == "keep" else as_int("--channels", args.channels)
     opt = lambda v, name: None if v is None else as_int(name, v)
@@ -98,9 +91,11 @@ def cmd_fit(args) -> int:
 
 def cmd_score(args) -> int:
     from capslib.detect.detector import Detector
-    from capslib.detect.files import collect_images, write_csv
+    from capslib.detect.files import check_output, collect_images, write_csv
     from capslib.data.folder import FolderError
 
+    if args.csv:
+        check_output(args.csv, "--csv")
     det = Detector.load(args.model_dir, _device(args.device))
     files, skipped = collect_images(args.images)
     if not files:

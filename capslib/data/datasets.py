@@ -95,6 +95,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 IDX_FOLDERS = {"mnist": "MNIST", "fashion": "FashionMNIST", "kmnist": "KMNIST"}
+# what every MNIST-family file holds: uint8 images (N, 28, 28) and uint8 labels (N,) in 0..9
+MNIST_SHAPES = {"train_x": (60000, 28, 28), "train_y": (60000,), "test_x": (10000, 28, 28), "test_y": (10000,)}
+
+
+def check_mnist_arrays(name: str, arr: dict[str, np.ndarray], where: dict[str, str]) -> dict[str, np.ndarray]:
+    """Refuse, in one line naming the file, arrays that are not what a MNIST-family file holds
+    (60,000 / 10,000 images of 28x28 uint8, labels 1-D in 0..9): a file copied over another, or
+    one of another dataset, stops here, before anything is packed or trained from it."""
+    for k, shape in MNIST_SHAPES.items():
+        a = arr[k]
+        what = "images" if k.endswith("_x") else "labels"
+        if a.dtype != np.uint8 or a.shape != shape:
+            raise DataError(f"{name}: {where[k]} holds {a.dtype} of shape {a.shape}, not the {what} it is named "
+                            f"for (uint8 of shape {shape}); put the right file there")
+        if what == "labels" and a.max(initial=0) > 9:
+            raise DataError(f"{name}: {where[k]} holds labels up to {int(a.max())}, not 0..9; put the right file there")
+    return arr
 
 
 def raw_idx_arrays(name: str, root=None) -> dict[str, np.ndarray]:
@@ -107,16 +124,13 @@ def raw_idx_arrays(name: str, root=None) -> dict[str, np.ndarray]:
     if missing:
         pack = pack_path(data_root(root), name)
         if pack.exists():
-            return read_pack(pack, name)
+            return check_mnist_arrays(name, read_pack(pack, name), {k: f"{pack} ({k})" for k in MNIST_FILES})
         raise DataError(
             f"{name}: missing {missing[0]} ({len(missing)} of 4 files). Put torchvision's raw files "
             f"under {raw}/ (set --data-root or ${DATA_ENV}), or download them where torchvision "
             f"imports with: python -m capslib download {name} --data-root {data_root(root)}")
     arr = {k: read_idx(p) for k, p in paths.items()}
-    for split in ("train", "test"):
-        if len(arr[f"{split}_x"]) != len(arr[f"{split}_y"]):
-            raise DataError(f"{name}: {split} images and labels differ in count under {raw}")
-    return arr
+    return check_mnist_arrays(name, arr, {k: str(p) for k, p in paths.items()})
 
 
 def _idx_dataset(name: str, folder: str) -> Callable[..., Dataset]:

@@ -38,3 +38,18 @@ def write_csv(rows: list[dict], out) -> None:
     finally:
         if stream is not out:
             stream.close()
+
+
+def check_output(path, what: str, folder: bool = False) -> Path:
+    """An output path a command will write, checked before any work: a file's folder must exist
+    and the path must not be a folder; a folder (``folder``) must not be an existing file."""
+    p = Path(path)
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise FolderError(f"{what} {p}: a file is there, not a folder; name a new or existing folder")
+        return p
+    if p.is_dir():
+        raise FolderError(f"{what} {p}: a folder is there; name a file")
+    if not p.parent.is_dir():
+        raise FolderError(f"{what} {p}: no folder {p.parent}; create it first")
+    return p

@@ -169,6 +169,10 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     git_commit()                                # the commit this run starts with, kept for its cells
     dev = torch.device(device) if device is not None else default_device()
     precision = check_precision(precision or default_precision(dev))
+    # the cells and their data are checked before the store is touched: bad input changes nothing
+    first_todo = [c for c in cells if not store.is_done(c)]
+    validate_cells(first_todo, data_root)
+    data = {name: load_dataset(name, data_root) for name in sorted({c.resolved().dataset for c in first_todo})}
     store.clean_stale()
     for cid, where in store.quarantine_damaged().items():
         print(f"cell {cid} was damaged: moved to {where} (reason.txt says why); it trains again", file=out)
@@ -179,7 +183,8 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     if not todo:
         return report
     validate_cells(todo, data_root)
-    data = {name: load_dataset(name, data_root) for name in sorted({c.resolved().dataset for c in todo})}
+    data.update({name: load_dataset(name, data_root) for name in sorted({c.resolved().dataset for c in todo})
+                 if name not in data})
     fast = (dev.type == "cuda") if fast is None else fast
     units = plan(todo, store, data, precision, fast, group_size, fast_options)
     executor = executor if executor is not None else InProcess(show_progress, out)

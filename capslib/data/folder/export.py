@@ -1,14 +1,45 @@
 """A study cell's images written as a folder in :mod:`.layout`'s layout, so that fitting on the
-folder trains exactly the cell's data."""
+folder trains exactly the cell's data.
+
+The folder is written beside its target under a temporary name and renamed into place, so an
+interrupted export leaves the target as it was. A target that exists must be empty or an
+earlier export holding only the files it wrote (listed in its :data:`MANIFEST`): a user's own
+files are never deleted."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Sequence
+
 import numpy as np
 import torch
 
 from capslib.data.folder.images import FolderError
+
+MANIFEST = ".capslib-export.json"     # the files an export wrote, relative to its folder
+
+
+def check_export_target(root: Path) -> None:
+    """Refuse, in one line, a target that is a file or holds files an export did not write."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise FolderError(f"{root}: a file is there, not a folder; name a new or empty folder")
+    present = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    if not present:
+        return
+    try:
+        written = set(json.loads((root / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        written = None
+    foreign = [f for f in present if f != MANIFEST and (written is None or f not in written)]
+    if foreign:
+        raise FolderError(f"{root}: holds {len(foreign)} file(s) export-folder did not write (e.g. {foreign[0]}); "
+                          "nothing was changed: name a new or empty folder")
 
 
 def save_image(x: np.ndarray | torch.Tensor, path: Path) -> None:
@@ -26,15 +57,14 @@ def write_example_folder(root: str | os.PathLike, dataset: str = "digits", proto
     """Export one cell's images of a study dataset as a folder in this module's layout, with
     the cell's own test set under test/: paper A (``protocol="imbalanced"``) the images of
     :func:`capslib.data.splits.imbalanced_split`, paper B those of :func:`capslib.data.splits.novelty_split`
-    (normal/<class>/ named by the dataset's class numbers). Rewrites ``root`` when it exists
-    with other contents; returns ``root``."""
-    import shutil
-
+    (normal/<class>/ named by the dataset's class numbers). An earlier export at ``root`` is
+    replaced; any other non-empty ``root`` is refused (:func:`check_export_target`). Returns ``root``."""
     from capslib.core.config import CellSpec
     from capslib.data.datasets import load_dataset
     from capslib.data.splits import check_imbalanced, imbalanced_split, novelty_split
 
-    root = Path(root)
+    root = Path(root).resolve()
+    check_export_target(root)
     if protocol not in ("imbalanced", "novelty"):
         raise FolderError(f"protocol {protocol!r}: choose imbalanced (paper A) or novelty (paper B)")
     if protocol == "imbalanced":                # the study's own checks: one line for a class or fraction out of range
@@ -50,12 +80,24 @@ def write_example_folder(root: str | os.PathLike, dataset: str = "digits", proto
     elif protocol == "novelty":
         split = novelty_split(data.y_train, data.y_test, tuple(held_out), data.n_classes)
         train_dirs = [f"normal/{int(c)}" for c in data.y_train[split.train_idx]]
-    if root.exists():
-        shutil.rmtree(root)
-    items = [(data.x_train[i], root / d / f"train{i:05d}.png") for i, d in zip(split.train_idx, train_dirs)]
-    items += [(data.x_test[i], root / "test" / ("anomalous" if y else "normal") / f"test{i:05d}.png")
-              for i, y in zip(split.test_idx, split.test_labels)]
-    for x, path in items:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(x, path)
+    rel = [(data.x_train[i], Path(d) / f"train{i:05d}.png") for i, d in zip(split.train_idx, train_dirs)]
+    rel += [(data.x_test[i], Path("test") / ("anomalous" if y else "normal") / f"test{i:05d}.png")
+            for i, y in zip(split.test_idx, split.test_labels)]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.export-", dir=root.parent))
+    try:
+        for x, path in rel:
+            (tmp / path).parent.mkdir(parents=True, exist_ok=True)
+            save_image(x, tmp / path)
+        (tmp / MANIFEST).write_text(json.dumps({"files": sorted(str(p) for _, p in rel), "dataset": dataset,
+                                                "protocol": protocol}, indent=1))
+        check_export_target(root)                   # again: nothing of the user's appeared meanwhile
+        old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+        if root.exists():
+            os.rename(root, old)                    # an empty folder or an earlier export
+        os.rename(tmp, root)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:                           # Ctrl-C included: the target stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return root

@@ -20,7 +20,8 @@ import numpy as np
 from capslib.core.config import CellSpec
 from capslib.run import locks
 from capslib.run.store.schema import (CSV_COLUMNS, DOC_KEYS, MIGRATIONS, OWNED, ROW_DEFAULTS, ROW_KEYS,
-    SCHEMA_VERSION, STAGING_GRACE_S, DamagedCell, NewerCell, StoreError, _json_default, derived_columns)
+    SCHEMA_VERSION, STAGING_GRACE_S, NUMERIC, DamagedCell, NewerCell, StoreError, _json_default,
+    derived_columns)
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -39,6 +40,10 @@ class ResultsStore:
         self.staging_dir = self.dir / ".staging"   # cells being written; same filesystem, so rename is atomic
         self.locks_dir = self.dir / ".locks"
         self.quarantine_dir = self.dir / "quarantine"
+        for d in (self.root, self.dir, self.cells_dir):    # a store is folders: say so before any work
+            if d.exists() and not d.is_dir():
+                raise StoreError(f"results root {self.root}: {d} is a file, not a folder; "
+                                 "pass --results-root a folder (it is created if missing)")
 
     # ---- reading ----
     def cell_dir(self, spec_or_id) -> Path:
@@ -95,6 +100,9 @@ class ResultsStore:
                 raise self._damaged(path, f"a row lacks {', '.join(gone[:3])}" + (" ..." if len(gone) > 3 else ""))
             for k, v in ROW_DEFAULTS.items():
                 r.setdefault(k, v)
+            bad = next((k for k in NUMERIC if not (r.get(k) is None or isinstance(r.get(k), (int, float)))), None)
+            if bad:
+                raise self._damaged(path, f"row {r.get('score')!r}: {bad} is {r[bad]!r}, not a number")
             r.update(derived)
         if doc["cell_id"] != path.parent.name:
             raise self._damaged(path, f"cell_id {doc['cell_id']!r} differs from its folder's name")

@@ -22,6 +22,8 @@ ROW_KEYS = tuple(k for k in CSV_COLUMNS if k != "precision" and k not in DERIVED
 # precision option the plain path computed in fp32 only
 ROW_DEFAULTS = {"precision": "fp32"}
 DOC_KEYS = ("cell_id", "spec", "rows", "provenance")
+# the columns of a row that hold numbers (or null); anything else marks the cell damaged
+NUMERIC = ("accuracy", "auroc", "auprc", "threshold", "train_seconds", "n_test_normal", "n_test_anomalous")
 # schema version -> a function that turns such a document into the next version's (mechanical
 # changes only); a version below SCHEMA_VERSION with no entry is reported, not guessed at
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
