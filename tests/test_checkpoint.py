@@ -222,3 +222,9 @@ def test_eta_says_unknown_without_data_or_rate(tmp_path):
     lines = eta_lines(quick, _FakeStore([], tmp_path / "t"), "cpu", "bf16")
     assert lines == ["paper A capsnet: 2 missing, no rate measured on this device yet",
                      "training time of the rest on this device: unknown (no rate measured here yet)"]
+
+
+def test_status_says_how_long_a_cell_in_flight_has_left():
+    from capslib.cli.grid import time_left
+    assert time_left({"epoch": 5, "epochs": 10, "train_seconds": 600.0}) == ", about 10 min of training left"
+    assert time_left({"epoch": None, "epochs": 10}) == ""

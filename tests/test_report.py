@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from capslib.views import figures, report
+from capslib.views import figures, report, widgets
 from capslib.study import paper_numbers as pn
 from capslib.core.config import CellSpec
 from capslib.study.methods import METHODS
@@ -223,3 +223,15 @@ def test_plateau_table_counts_stalled_trainings_per_route_and_fraction():
     t = plateau_table(Store())
     got = {(r["route"], r["anomaly fraction"]): (r["on plateau"], r["cells"]) for _, r in t.iterrows()}
     assert got == {("fast path", 0.1): (0, 1), ("fast path", 0.01): (1, 2), ("plain path", 0.01): (1, 2)}
+
+
+def test_gallery_browser_leaves_out_cells_without_galleries(tmp_path):
+    """A reference detector stores no gallery: the browser offers only CapsNet cells."""
+    st = ResultsStore(tmp_path, "t")
+    spec = CellSpec("novelty", "digits", BASELINE, held_out=(2,), epochs=1)
+    labels = (np.arange(20) % 2).astype(np.int64)
+    res = SimpleNamespace(test_labels=labels, scores={"recon": labels + 0.5}, thresholds={"recon": None},
+                          train_seconds=0.1)
+    st.write_cell(spec, result_rows(spec, res, PROV), {"test_labels": labels, "score_recon": labels + 0.5}, PROV)
+    df = report.load_rows(st.root, st.profile)
+    assert "No cells" in widgets.gallery_browser(st, df).value

@@ -32,8 +32,10 @@ def cmd_run(args) -> int:
     from capslib.run.runner import run_grid
     from capslib.run.store.results import ResultsStore
     from capslib.study.profiles import prioritized
+    from capslib.train.plain import resolve_device
     grid = grid_from_args(args).cells()
     attempts = check_max_attempts(args.max_attempts)
+    resolve_device(args.device)           # an unknown or absent device: one line, before any work
     skip = finished_elsewhere(args.finished_list) if args.finished_list else set()
     store = ResultsStore(args.results_root, args.profile)
     options = FastOptions.from_flags(args)
@@ -63,17 +65,32 @@ def cmd_run(args) -> int:
     return 1 if total["failed"] else 0
 
 
+def time_left(m: dict) -> str:
+    """', about N min of training left' for an in-flight cell, at the pace of its epochs so far."""
+    epoch, epochs, seconds = m.get("epoch"), m.get("epochs"), m.get("train_seconds")
+    if not epoch or not epochs or not seconds:
+        return ""
+    return f", about {seconds / epoch * (epochs - epoch) / 60:.0f} min of training left"
+
+
 def cmd_status(args) -> int:
+    from capslib.run.attempts import base_id
     from capslib.train.checkpoint import in_flight
     from capslib.study.profiles import prioritized
     from capslib.run.store.results import ResultsStore
     cells = prioritized(grid_from_args(args).cells(), args.profile)
     store = ResultsStore(args.results_root, args.profile)
+    if args.summary:                      # its device and attempts: one line, before any output
+        from capslib.run.attempts import check_max_attempts
+        from capslib.train.plain import resolve_device
+        resolve_device(args.device)
+        check_max_attempts(args.max_attempts)
     damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
     done = [c for c in cells if store.is_done(c) and c.cell_id not in damaged]
     missing = [c for c in cells if not store.is_done(c)]
     ids = {c.cell_id for c in cells}
-    flying = [m for m in in_flight(store.dir) if m["cell_id"] in ids and not store.is_done(m["cell_id"])]
+    flying = [m for m in in_flight(store.dir)           # a retraining (attempt) counts for its cell
+              if base_id(m["cell_id"]) in ids and not store.is_done(m["cell_id"])]
     if args.summary:
         _print_summary(args, cells, store)
     else:
@@ -83,26 +100,27 @@ def cmd_status(args) -> int:
             print(f"missing   {c.cell_id}")
     for m in flying:
         print(f"in flight {m['cell_id']}: epoch {m.get('epoch')}/{m.get('epochs')} ({m.get('precision')}, "
-              f"checkpoint of {m.get('updated_utc')})")
+              f"checkpoint of {m.get('updated_utc')}{time_left(m)})")
     for cid, err in damaged.items():
         print(f"damaged   {cid}: {err}")
     print(f"{len(done)}/{len(cells)} cells finished, {len(flying)} in flight, {len(missing)} missing ({store.dir})")
     if damaged:
         print(f"{len(damaged)} damaged cells: `{store.fix_command()}` moves them to {store.quarantine_dir} "
               "and trains them again")
+        return 1
     return 0
 
 
 def _print_summary(args, cells, store) -> None:
-    import torch
     from capslib.run.progress import eta_lines, row_status
     from capslib.core.provenance import device_name
     from capslib.train.plain import default_precision
     from capslib.run.attempts import check_max_attempts, retrains
+    from capslib.train.plain import resolve_device
     attempts = check_max_attempts(args.max_attempts)
+    device = resolve_device(args.device)
     for st in row_status(cells, store, attempts):
         print(st.line())
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     due = retrains(cells, store, attempts)     # the stall rule's next attempts count as missing cells
     for line in eta_lines(due + list(cells), store, device_name(device), default_precision(device), args.data_root):
         print(line)

@@ -173,11 +173,14 @@ def headline_rows(store: ResultsStore, df: pd.DataFrame, first: pd.DataFrame) ->
         plain = like_mean(g.assign(value=100 * g["accuracy"]), paper)
         g1 = f[(f["dataset"] == ds) & (f["variant"] == v) & (f["anomaly_fraction"] == frac)]
         firsts = like_mean(g1.assign(value=100 * g1["accuracy"]), paper) if len(g1) else {"mean": np.nan}
-        rec = {"dataset": ds, "row": ROW_LABEL.format(variant=v, fraction=frac), "cells": len(g),
-               "seeds": g["seed"].nunique(), "stalled": int((g["stalled"] == "yes").sum()),
-               "retrained": int((g["attempts"] > 1).sum()), "plain rule": fmt(plain["mean"], plain["std"], plain["n"]),
-               "balanced rule": "–", "paper A": fmt(plain["paper"]), "Δ plain": _delta(plain), "Δ balanced": "–",
-               "first trainings": fmt(firsts["mean"]), "stalled at first": int((g1["stalled"] == "yes").sum())}
+        n_stalled, n_first = int((g["stalled"] == "yes").sum()), int((g1["stalled"] == "yes").sum())
+        seeds = g["seed"].nunique()
+        rec = {"dataset": ds, "row": ROW_LABEL.format(variant=v, fraction=frac),
+               "cells": f"{len(g)} ({seeds} seed{'s' if seeds > 1 else ''})",
+               "stalled": f"{n_stalled} ({n_first} at first, {int((g['attempts'] > 1).sum())} retrained)",
+               "plain rule": fmt(plain["mean"], plain["std"], plain["n"]), "balanced rule": "–",
+               "paper A": fmt(plain["paper"]), "Δ plain": _delta(plain), "Δ balanced": "–",
+               "first trainings": fmt(firsts["mean"])}
         if v == "proposed":
             b = balanced[(balanced["dataset"] == ds) & (balanced["anomaly_fraction"] == frac)]
             if len(b):
@@ -185,8 +188,8 @@ def headline_rows(store: ResultsStore, df: pd.DataFrame, first: pd.DataFrame) ->
                 rec.update({"balanced rule": fmt(bal["mean"], bal["std"], bal["n"]), "Δ balanced": _delta(bal)})
         rec["classes"] = class_span(plain["classes"])
         out.append(rec)
-    cols = ["dataset", "row", "classes", "cells", "seeds", "stalled", "retrained", "plain rule", "balanced rule",
-            "paper A", "Δ plain", "Δ balanced", "first trainings", "stalled at first"]
+    cols = ["dataset", "row", "classes", "cells", "stalled", "plain rule", "balanced rule", "paper A", "Δ plain",
+            "Δ balanced", "first trainings"]
     res = pd.DataFrame(out, columns=cols)
     order = {"standard 10%": 0, "proposed 10%": 1, "standard 1%": 2, "proposed 1%": 3}
     res = res.sort_values(["dataset", "row"], key=lambda s: s.map(order).fillna(s) if s.name == "row" else s)

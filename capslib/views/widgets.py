@@ -119,11 +119,12 @@ def _png(img: np.ndarray) -> bytes:
 
 def gallery_browser(store: ResultsStore, df: pd.DataFrame, cell_ids=None):
     """Browse a cell's 16 gallery images (8 normal, 8 anomalous): the test image, its
-    reconstruction and every score of that image."""
+    reconstruction and every score of that image. Only CapsNet cells store galleries."""
     import ipywidgets as W
 
-    if cell_ids is None:   # every cell of the smallest seed
-        cell_ids = sorted(df.loc[df["seed"] == df["seed"].min(), "cell_id"].unique()) if len(df) else []
+    if cell_ids is None:   # every CapsNet cell of the smallest seed
+        caps = df[df["method"] == "capsnet"] if len(df) else df
+        cell_ids = sorted(caps.loc[caps["seed"] == caps["seed"].min(), "cell_id"].unique()) if len(caps) else []
     ids = list(cell_ids)
     if not ids:
         return W.HTML("<i>No cells.</i>")
