@@ -48,7 +48,7 @@ def add_detector_commands(sub) -> None:
 
 
 def _device(name):
-    from capslib.train.plain import resolve_device
+    from capslib.train.device import resolve_device
     return resolve_device(name)
 
 

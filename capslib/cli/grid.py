@@ -32,7 +32,7 @@ def cmd_run(args) -> int:
     from capslib.run.runner import run_grid
     from capslib.run.store.results import ResultsStore
     from capslib.study.profiles import prioritized
-    from capslib.train.plain import resolve_device
+    from capslib.train.device import resolve_device
     grid = grid_from_args(args).cells()
     attempts = check_max_attempts(args.max_attempts)
     resolve_device(args.device)           # an unknown or absent device: one line, before any work
@@ -82,7 +82,7 @@ def cmd_status(args) -> int:
     store = ResultsStore(args.results_root, args.profile)
     if args.summary:                      # its device and attempts: one line, before any output
         from capslib.run.attempts import check_max_attempts
-        from capslib.train.plain import resolve_device
+        from capslib.train.device import resolve_device
         resolve_device(args.device)
         check_max_attempts(args.max_attempts)
     damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
@@ -116,7 +116,7 @@ def _print_summary(args, cells, store) -> None:
     from capslib.core.provenance import device_name
     from capslib.train.plain import default_precision
     from capslib.run.attempts import check_max_attempts, retrains
-    from capslib.train.plain import resolve_device
+    from capslib.train.device import resolve_device
     attempts = check_max_attempts(args.max_attempts)
     device = resolve_device(args.device)
     for st in row_status(cells, store, attempts):
