@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,32 @@ def snapshot(*roots: Path) -> dict:
     return out
 
 
-def one_line(capsys, *args) -> tuple[int, str]:
+# what each case gets, as the tests saw it: book/bad_input.md is this list, rendered
+SEEN: list[dict] = []
+TABLE = Path(__file__).resolve().parent.parent / "book" / "bad_input.md"
+
+
+def _plain(text: str, tmp: Path) -> str:
+    return text.replace(str(tmp), "DIR").replace(str(Path.cwd()), ".")
+
+
+def one_line(capsys, *args, case: str = "", tmp: Path = Path("/nonexistent")) -> tuple[int, str]:
     code = main(list(args))
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert "Traceback" not in err
+    if case:
+        SEEN.append({"case": case, "command": _plain("capslib " + " ".join(args), tmp), "exit": code,
+                     "says": _plain(err, tmp)})
     return code, err
+
+
+def refused(case: str, call, error=ConfigError, tmp: Path = Path("/nonexistent")) -> str:
+    """A Python API call that must raise ``error``; its message, recorded."""
+    with pytest.raises(error) as e:
+        call()
+    SEEN.append({"case": case, "command": "(Python)", "exit": "", "says": _plain(f"{error.__name__}: {e.value}", tmp)})
+    return str(e.value)
 
 
 # ---- a cell's identity -------------------------------------------------------------------------
@@ -49,10 +70,10 @@ def test_every_setting_that_changes_training_is_in_the_id_or_refused():
     assert CellSpec(**CELL, lr=1e-3, lr_decay=1.0).cell_id == base.cell_id       # the paper's values: the same cell
     for bad in ({"lr": math.nan}, {"lr": math.inf}, {"lr": 0}, {"lr_decay": math.nan}, {"lr_decay": -1},
                 {"lr_decay": 0}, {"lr_decay": 1.5}):
-        with pytest.raises(ConfigError):
-            CellSpec(**CELL, **bad)
-    with pytest.raises(ConfigError, match="names a class twice"):
-        CellSpec("novelty", "mnist", held_out=(9, 9))
+        key, value = next(iter(bad.items()))
+        refused(f"CellSpec({key}={value})", lambda: CellSpec(**CELL, **bad))
+    assert "names a class twice" in refused("CellSpec(held_out=(9, 9))",
+                                            lambda: CellSpec("novelty", "mnist", held_out=(9, 9)))
 
 
 # ---- data files that are not what their names say ---------------------------------------------
@@ -71,10 +92,13 @@ def test_a_data_file_copied_over_another_is_named_and_nothing_is_packed(tmp_path
     with pytest.raises(DataError, match="not the (images|labels) it is named"):
         raw_idx_arrays("mnist", root)
     before = snapshot(tmp_path)
-    code, err = one_line(capsys, "pack-data", "--data-root", str(root), "--datasets", "mnist")
+    what = f"{over} holds the {'labels' if 'labels' in src else 'images'}"
+    code, err = one_line(capsys, "pack-data", "--data-root", str(root), "--datasets", "mnist", case=what,
+                         tmp=tmp_path)
     assert code == 2 and str(bad) in err
     code, err = one_line(capsys, "run", "--profile", "paper", "--dataset", "mnist", "--classes", "0",
-                         "--data-root", str(root), "--results-root", str(tmp_path / "res"), "--no-progress")
+                         "--data-root", str(root), "--results-root", str(tmp_path / "res"), "--no-progress",
+                         case=what, tmp=tmp_path)
     assert code == 2 and str(bad) in err
     assert snapshot(tmp_path) == before
 
@@ -82,8 +106,8 @@ def test_a_data_file_copied_over_another_is_named_and_nothing_is_packed(tmp_path
 def test_labels_outside_0_to_9_are_refused(tmp_path):
     root = make_fake_mnist(tmp_path)
     write_idx(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz", np.full(10000, 42))
-    with pytest.raises(DataError, match="labels up to 42"):
-        load_dataset("mnist", root)
+    assert "labels up to 42" in refused("test labels outside 0..9", lambda: load_dataset("mnist", root), DataError,
+                                            tmp_path)
 
 
 # ---- paths and devices ---------------------------------------------------------------------------
@@ -93,7 +117,7 @@ def test_a_results_root_that_is_a_file(tmp_path, capsys, command):
     f = tmp_path / "results"
     f.write_text("not a folder")
     before = snapshot(tmp_path)
-    code, err = one_line(capsys, *command, "--results-root", str(f))
+    code, err = one_line(capsys, *command, "--results-root", str(f), case="the results root is a file", tmp=tmp_path)
     assert code != 0 and "is a file, not a folder" in err
     assert snapshot(tmp_path) == before
 
@@ -107,7 +131,8 @@ def test_a_results_root_that_is_a_file(tmp_path, capsys, command):
 def test_a_device_that_is_not_here(tmp_path, capsys, command, device, says):
     if torch.cuda.is_available() and says == "no CUDA device here":
         pytest.skip("this machine has CUDA")
-    code, err = one_line(capsys, *command, "--device", device, "--results-root", str(tmp_path / "res"))
+    code, err = one_line(capsys, *command, "--device", device, "--results-root", str(tmp_path / "res"),
+                         case=f"--device {device} on a machine without it", tmp=tmp_path)
     assert code == 2 and says in err
     assert not (tmp_path / "res").exists()
 
@@ -121,7 +146,8 @@ def test_fit_onto_a_file_stops_before_training(tmp_path, capsys, folder):
     out = tmp_path / "model"
     out.write_text("mine")
     before = snapshot(tmp_path)
-    code, err = one_line(capsys, "fit", str(folder), "--out", str(out), "--epochs", "50", "--device", "cpu")
+    code, err = one_line(capsys, "fit", str(folder), "--out", str(out), "--epochs", "50", "--device", "cpu",
+                         case="fit --out names a file", tmp=tmp_path)
     assert code == 2 and "a file is there" in err and str(out) in err
     assert snapshot(tmp_path) == before
 
@@ -132,7 +158,8 @@ def test_score_into_a_missing_folder_stops_before_scoring(tmp_path, capsys, fold
     capsys.readouterr()
     before = snapshot(tmp_path)
     csv = tmp_path / "nowhere" / "scores.csv"
-    code, err = one_line(capsys, "score", str(tmp_path / "model"), str(folder / "test"), "--csv", str(csv))
+    code, err = one_line(capsys, "score", str(tmp_path / "model"), str(folder / "test"), "--csv", str(csv),
+                         case="score --csv into a missing folder", tmp=tmp_path)
     assert code == 2 and "no folder" in err and str(csv.parent) in err
     assert snapshot(tmp_path) == before
 
@@ -164,6 +191,9 @@ def test_a_row_whose_number_is_text_is_reported_and_status_fails(tmp_path, capsy
     code = main(["status", "--profile", "quick", "--results-root", str(store.root)])
     out = capsys.readouterr().out
     assert code == 1 and f"damaged   {spec.cell_id}" in out and "not a number" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("damaged"))
+    SEEN.append({"case": "a row's auroc edited to \"abc\"", "command": "capslib status --results-root DIR/res",
+                 "exit": code, "says": _plain(line, tmp_path)})
     assert snapshot(tmp_path) == before
 
 
@@ -176,7 +206,7 @@ def test_export_folder_refuses_a_folder_with_other_files(tmp_path, capsys):
     (target / "normal" / "mine.png").write_bytes(b"png")
     before = snapshot(tmp_path)
     code, err = one_line(capsys, "export-folder", str(target), "--dataset", "digits", "--normal-class", "0",
-                         "--fraction", "0.1")
+                         "--fraction", "0.1", case="export-folder into a folder with the user's files", tmp=tmp_path)
     assert code == 2 and "did not write" in err
     assert snapshot(tmp_path) == before
 
@@ -185,7 +215,8 @@ def test_export_folder_dot_refuses_the_working_folder(tmp_path, capsys, monkeypa
     (tmp_path / "notes.txt").write_text("mine")
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
-    code, err = one_line(capsys, "export-folder", ".", "--dataset", "digits", "--normal-class", "0")
+    code, err = one_line(capsys, "export-folder", ".", "--dataset", "digits", "--normal-class", "0",
+                         case="export-folder . in a folder with the user's files", tmp=tmp_path)
     assert code == 2 and "did not write" in err
     assert snapshot(tmp_path) == before
 
@@ -210,3 +241,24 @@ def test_export_folder_replaces_its_own_export_and_an_interrupted_one_changes_no
     with pytest.raises(KeyboardInterrupt):
         write_example_folder(target, "digits", "imbalanced", 1, 0.1)
     assert snapshot(tmp_path) == first and sorted(p.name for p in tmp_path.iterdir()) == ["ex"]
+
+
+def render(seen: list[dict]) -> str:
+    head = ("<!-- written by tests/test_errors.py from what its cases saw; do not edit "
+            "(CAPSLIB_WRITE_BAD_INPUT=1 rewrites it) -->\n\n"
+            "| bad input | command | exit | what it says (one line) |\n|---|---|---|---|\n")
+    esc = lambda t: str(t).replace("|", "\\|")
+    return head + "".join(f"| {esc(r['case'])} | `{esc(r['command'])}` | {r['exit']} | {esc(r['says'])} |\n"
+                          for r in seen)
+
+
+def test_the_bad_input_table_is_what_these_tests_saw(request):
+    """book/bad_input.md (included in the methods chapter) is this module's cases, as seen."""
+    ran = {item.nodeid for item in request.session.items if item.fspath == request.node.fspath}
+    if len(ran) < len([i for i in request.session.items if i.module is request.module]) or len(SEEN) < 25:
+        pytest.skip("the table needs every case of this module in the same run")
+    text = render(SEEN)
+    if os.environ.get("CAPSLIB_WRITE_BAD_INPUT") == "1":
+        TABLE.write_text(text)
+    assert TABLE.exists() and TABLE.read_text() == text, (
+        "book/bad_input.md differs from what the cases saw: CAPSLIB_WRITE_BAD_INPUT=1 pytest tests/test_errors.py")
