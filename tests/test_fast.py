@@ -266,3 +266,37 @@ def test_fast_plan_places_references_among_the_groups(digits, tmp_path):
     kinds = [("group" if isinstance(u, GroupUnit) else s.resolved().method, s.protocol) for u, s in zip(units, order)]
     assert kinds[:2] == [("group", "imbalanced")] * 2                        # paper A's 12 CapsNets: 8 + 4
     assert kinds.index(("cnn", "imbalanced")) < kinds.index(("group", "novelty"))   # its references before paper B
+
+
+def test_conv1_fp32_gives_the_fast_path_the_plain_paths_conv1_precision():
+    """Under bf16 the plain path keeps conv1 in fp32; the fast path's ``conv1_fp32`` does the same,
+    and brings its conv1 gradient from bf16 rounding to the plain path's distance from fp32."""
+    from capslib.model.capsnet import CapsNet, CapsNetConfig
+    from capslib.train.stacked import stacked_losses
+    torch.manual_seed(0)
+    model = CapsNet(CapsNetConfig(n_classes=2))
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 2, (16,))
+    ones = torch.ones(1, 16)
+
+    def fast_grad(bf16: bool, conv1_fp32: bool) -> torch.Tensor:
+        net = StackedCapsNet([model])
+        net.bf16, net.conv1_fp32 = bf16, conv1_fp32
+        lengths, recon, _ = net(x.unsqueeze(0), y.unsqueeze(0))
+        stacked_losses(lengths, recon, x.unsqueeze(0), y.unsqueeze(0), ones, ones).sum().backward()
+        return net.conv1_w.grad[0]
+
+    def plain_grad() -> torch.Tensor:
+        m = CapsNet(CapsNetConfig(n_classes=2))
+        m.load_state_dict(model.state_dict())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, lengths, recon, _ = m(x, y)
+        fast_like = stacked_losses(lengths.unsqueeze(0).float(), recon.unsqueeze(0).float(), x.unsqueeze(0),
+                                   y.unsqueeze(0), ones, ones)
+        fast_like.sum().backward()
+        return m.conv1.weight.grad
+
+    ref = fast_grad(False, False)
+    off = lambda g: ((g - ref).norm() / ref.norm()).item()
+    bf16, fp32_conv1, plain = off(fast_grad(True, False)), off(fast_grad(True, True)), off(plain_grad())
+    assert fp32_conv1 < bf16
+    assert fp32_conv1 == pytest.approx(plain, rel=0.5, abs=1e-4)

@@ -39,3 +39,27 @@ def test_unknown_cell_or_route_is_one_line(capsys):
     assert main(["--routes", "plain-fp16", "--device", "cpu"]) == 2
     assert "unknown route 'plain-fp16'" in capsys.readouterr().err
     assert cell_from_id("imbalanced-mnist-capsnet-standard-n3-f0.01-s0-e10-b32").normal_class == 3
+
+
+def test_wilson_interval():
+    from capslib.tools.stallrate import wilson
+    lo, hi = wilson(0, 16)
+    assert lo == 0.0 and hi == pytest.approx(0.194, abs=1e-3)
+    lo, hi = wilson(8, 16)
+    assert (lo, hi) == (pytest.approx(0.280, abs=1e-3), pytest.approx(0.720, abs=1e-3))
+
+
+@pytest.mark.slow
+def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
+    import json
+    from capslib.tools.stallrate import main
+    rc = main(["--cell", "imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32", "--profile", "quick",
+               "--replicas", "2", "--epochs", "1", "--routes", "plain-bf16,fast-bf16-conv1fp32", "--device", "cpu",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    report = json.loads(next(tmp_path.glob("stallrate-cpu-*.json")).read_text())
+    assert list(report["routes"]) == ["plain-bf16", "fast-bf16-conv1fp32"]
+    for r in report["routes"].values():
+        assert r["replicas"] == 2 and 0 <= r["stalled"] <= 2 and sorted(r["final_loss"]) == ["0", "1"]
+        assert r["wilson95"][0] <= r["rate"] <= r["wilson95"][1]
+    assert main(["--routes", "gpu-magic", "--device", "cpu"]) == 2

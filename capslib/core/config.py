@@ -238,19 +238,23 @@ def spec_json(spec: CellSpec) -> str:
 class FastOptions:
     """GPU switches, all off by default (and none measurable on a CPU-only machine).
 
-    tf32: TF32 matmuls/convolutions (CUDA only). bf16: autocast the two convolutions and
-    the decoder to bfloat16; squash, routing and the losses stay fp32. channels_last: NHWC
-    convolutions. compile: ``torch.compile`` the forward + loss. cuda_graphs: compile with
-    mode="reduce-overhead" (CUDA graphs).
+    tf32: TF32 matmuls/convolutions (CUDA only; off, they are really off, though torch allows
+    TF32 convolutions by default). bf16: autocast the two convolutions and the decoder to
+    bfloat16; squash, routing and the losses stay fp32. conv1_fp32: under bf16, conv1 stays
+    fp32, as on the plain path. exact_bf16_reductions: bf16 matmuls reduce in fp32 (CUDA's
+    reduced-precision reductions off). channels_last: NHWC convolutions. compile:
+    ``torch.compile`` the forward + loss. cuda_graphs: compile with mode="reduce-overhead".
     """
     tf32: bool = False
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
     cuda_graphs: bool = False
+    conv1_fp32: bool = False
+    exact_bf16_reductions: bool = False
     chunk_steps: int = 200        # steps whose batch indices are drawn and moved to the device at once
 
-    SWITCHES = ("tf32", "bf16", "channels_last", "compile", "cuda_graphs")
+    SWITCHES = ("tf32", "bf16", "channels_last", "compile", "cuda_graphs", "conv1_fp32", "exact_bf16_reductions")
 
     @classmethod
     def add_flags(cls, parser) -> None:

@@ -17,7 +17,7 @@ from capslib.core.errors import ConfigError
 
 from capslib.core.config import CellSpec
 from capslib.data.datasets import Dataset
-from capslib.train.stacked import FastOptions, StackedCapsNet, train_stacked
+from capslib.train.stacked import FastOptions, StackedCapsNet, tf32_enabled, train_stacked
 from capslib.train.stacked_eval import evaluate_stacked
 from capslib.study.protocols import CellResult, capsnet_job, cell_result, evaluation_requests
 from capslib.data.splits import Split
@@ -61,13 +61,14 @@ def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split
     crop = size if size != data.image_shape[-1] else None     # smallNORB: 48x48 stored, 32x32 crops
     fits = train_stacked(jobs, data.x_train, device, options, crop=crop, progress=progress)
     net = StackedCapsNet([j.model for j in jobs]).to(device)               # the trained weights, stacked
-    net.bf16, net.channels_last = options.bf16, options.channels_last
+    net.bf16, net.channels_last, net.conv1_fp32 = options.bf16, options.channels_last, options.conv1_fp32
     requests = [evaluation_requests(s, data, sp) for s, sp in zip(specs, splits)]
     outputs: list[dict] = [{} for _ in specs]
     t0 = time.perf_counter()
-    for name in requests[0]:                                                # paper A: train, test; B: test
-        for m, o in enumerate(evaluate_stacked(net, [q[name] for q in requests])):
-            outputs[m][name] = o
+    with tf32_enabled(options.tf32, options.exact_bf16_reductions):        # as in training
+        for name in requests[0]:                                            # paper A: train, test; B: test
+            for m, o in enumerate(evaluate_stacked(net, [q[name] for q in requests])):
+                outputs[m][name] = o
     eval_seconds = time.perf_counter() - t0
     out: list = []
     for spec, split, fit, outs in zip(specs, splits, fits, outputs):

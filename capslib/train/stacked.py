@@ -57,7 +57,7 @@ class StackedCapsNet(nn.Module):
         states = [dict(m.named_parameters()) for m in models]
         for name, stacked in PARAM_NAMES.items():
             self.register_parameter(stacked, nn.Parameter(torch.stack([s[name].detach() for s in states]).clone()))
-        self.bf16 = self.channels_last = False
+        self.bf16 = self.channels_last = self.conv1_fp32 = False
 
     @torch.no_grad()
     def unstack_into(self, models: Sequence[CapsNet]) -> None:
@@ -81,8 +81,9 @@ class StackedCapsNet(nn.Module):
         w1, w2 = self.conv1_w.flatten(0, 1), self.prim_w.flatten(0, 1)     # (M*256, C, 9, 9), (M*256, 256, 9, 9)
         if self.channels_last:
             xg, w1, w2 = (t.contiguous(memory_format=torch.channels_last) for t in (xg, w1, w2))
-        with self._autocast(x.device):
+        with contextlib.nullcontext() if self.conv1_fp32 else self._autocast(x.device):   # the plain path: fp32
             h = F.relu(F.conv2d(xg, w1, self.conv1_b.flatten(), groups=M))             # (B, M*256, 20, 20)
+        with self._autocast(x.device):
             u = F.conv2d(h, w2, self.prim_b.flatten(), stride=2, groups=M)             # (B, M*256, 6, 6)
         G = u.shape[-1]
         u = u.to(self.W.dtype).reshape(B, M, T, D, G, G).permute(1, 0, 2, 4, 5, 3).reshape(M, B, T * G * G, D)
@@ -177,16 +178,21 @@ def crop_batch(x: torch.Tensor, offs: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def tf32_enabled(on: bool):
-    if not (on and torch.cuda.is_available()):
+def tf32_enabled(on: bool, exact_bf16_reductions: bool = False):
+    """TF32 on or really off for matmuls and cuDNN convolutions (torch allows TF32 convolutions
+    by default), and bf16 matmuls with fp32 reductions when asked; restored afterwards."""
+    if not torch.cuda.is_available():
         yield
         return
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    m = torch.backends.cuda.matmul
+    old = m.allow_tf32, torch.backends.cudnn.allow_tf32, m.allow_bf16_reduced_precision_reduction
+    m.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+    if exact_bf16_reductions:
+        m.allow_bf16_reduced_precision_reduction = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        m.allow_tf32, torch.backends.cudnn.allow_tf32, m.allow_bf16_reduced_precision_reduction = old
 
 
 def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
@@ -204,7 +210,7 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
     B, standardize = s0.batch_size, s0.standardize
     assert all(j.settings.batch_size == B and j.settings.standardize == standardize for j in jobs)
     net = StackedCapsNet([j.model for j in jobs]).to(device)
-    net.bf16, net.channels_last = options.bf16, options.channels_last
+    net.bf16, net.channels_last, net.conv1_fp32 = options.bf16, options.channels_last, options.conv1_fp32
     X = images.to(device)                                                   # (N, C, H, W), once
     sizes = [len(j.train_idx) for j in jobs]
     n_max = max(sizes)
@@ -237,7 +243,7 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
     total = max(steps)
     synchronize(device)
     t0 = time.perf_counter()
-    with tf32_enabled(options.tf32):
+    with tf32_enabled(options.tf32, options.exact_bf16_reductions):
         for c0 in range(0, total, options.chunk_steps):
             T = min(options.chunk_steps, total - c0)
             li = torch.zeros(T, M, B, dtype=torch.long)

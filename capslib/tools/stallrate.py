@@ -1,0 +1,115 @@
+"""How often does paper A's CapsNet stay on the loss plateau, per training route? (``python -m
+capslib.tools.stallrate``; book/methods.md, "the loss plateau".)
+
+One training per route settles nothing: whether a training leaves the plateau is a knife edge.
+This trains R replicas of one cell (seeds 0..R-1, so R initialisations and R draws of the
+anomalies) on each route of :data:`ROUTES`, for ``--epochs`` epochs (2 by default, about 390
+steps on MNIST at 1%: an early look, to be checked against full trainings on a few), in groups
+of eight on the fast path as on the GPU, and counts the replicas whose last training loss is
+still on the plateau (:func:`capslib.run.store.schema.stalled`). It writes per route the count,
+the rate with its Wilson 95% interval and every replica's last loss to
+``<out>/stallrate-<device>-<date>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from capslib.core.config import CellSpec, FastOptions
+from capslib.core.errors import ConfigError
+from capslib.core.provenance import device_name, git_commit, write_report
+from capslib.run.store.schema import PLATEAU_LOSS
+
+# route -> (fast path?, plain-path precision, fast-path switches); the fast routes train in groups of 8
+ROUTES: dict[str, tuple[bool, str, FastOptions]] = {
+    "plain-bf16": (False, "bf16", FastOptions()),
+    "plain-fp32": (False, "fp32", FastOptions()),
+    "fast-bf16": (True, "fp32", FastOptions(bf16=True)),                                   # conv1 in bf16
+    "fast-bf16-conv1fp32": (True, "fp32", FastOptions(bf16=True, conv1_fp32=True)),        # as the plain path
+    "fast-fp32": (True, "fp32", FastOptions()),                                            # TF32 really off
+    "fast-bf16-exact": (True, "fp32", FastOptions(bf16=True, exact_bf16_reductions=True)),  # CUDA only differs
+}
+CPU_ROUTES = ("plain-bf16", "fast-bf16", "fast-bf16-conv1fp32")
+DEFAULT_CELL = "imbalanced-mnist-capsnet-standard-n3-f0.01-s0-e10-b32"   # stalled on the H200, not on a CPU
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a rate k/n (95% by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n)))
+
+
+def replicas(cell: CellSpec, n: int, epochs: int) -> list[CellSpec]:
+    return [replace(cell, seed=s, epochs=epochs, attempt=0) for s in range(n)]
+
+
+def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dict:
+    """Train ``cells`` on ``route`` in a temporary store; how many stalled, and each last loss."""
+    from capslib.run.runner import run_grid
+    from capslib.run.store.results import ResultsStore
+    from capslib.run.store.schema import stalled
+    fast, precision, options = ROUTES[route]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stallrate-") as tmp:
+        store = ResultsStore(Path(tmp), "stallrate")
+        rep = run_grid(cells, store, data_root=data_root, device=device, show_progress=False, fast=fast,
+                       group_size=8, fast_options=options, precision=precision, out=open(os.devnull, "w"))
+        losses = {c.seed: store.load_cell(c)["info"]["final_loss"] for c in cells if store.is_done(c)}
+        k = sum(bool(stalled(store.load_cell(c))) for c in cells if store.is_done(c))
+    n = len(losses)
+    lo, hi = wilson(k, n)
+    return {"stalled": k, "replicas": n, "rate": k / n if n else None, "wilson95": [round(lo, 3), round(hi, 3)],
+            "failed": rep["failed"], "final_loss": losses, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    from capslib.tools.routecheck import cell_from_id
+    from capslib.train.device import resolve_device
+    p = argparse.ArgumentParser(prog="python -m capslib.tools.stallrate", description=__doc__.splitlines()[0])
+    p.add_argument("--cell", default=DEFAULT_CELL, help="the cell whose replicas train (default: %(default)s)")
+    p.add_argument("--replicas", type=int, default=16, help="seeds 0..N-1 (default 16)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per replica (default 2: an early look)")
+    p.add_argument("--routes", default=None, help=f"comma list of {', '.join(ROUTES)} "
+                                                  f"(default: {', '.join(CPU_ROUTES)} on a CPU, all on CUDA)")
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--out", default="results/bench")
+    a = p.parse_args(argv)
+    try:
+        device = resolve_device(a.device)
+        routes = a.routes.split(",") if a.routes else list(ROUTES if device.type == "cuda" else CPU_ROUTES)
+        unknown = [r for r in routes if r not in ROUTES]
+        if unknown:
+            raise ConfigError(f"unknown route {unknown[0]!r}; choose among {', '.join(ROUTES)}")
+        if a.replicas < 1 or a.epochs < 1:
+            raise ConfigError("--replicas and --epochs must be >= 1")
+        cell = cell_from_id(a.cell, a.profile)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cells = replicas(cell, a.replicas, a.epochs)
+    report = {"device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
+              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cell": a.cell,
+              "replicas": a.replicas, "epochs": a.epochs, "plateau_loss": PLATEAU_LOSS, "routes": {}}
+    for route in routes:
+        r = report["routes"][route] = stall_rate(route, cells, device, a.data_root)
+        print(f"{route}: {r['stalled']} of {r['replicas']} stalled (95% interval {r['wilson95'][0]:.2f}–"
+              f"{r['wilson95'][1]:.2f}) [{r['seconds']} s]", flush=True)
+    print(f"wrote {write_report(a.out, f'stallrate-{device.type}', report)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
