@@ -98,5 +98,23 @@ def test_empty_sections_say_so(tmp_path, capsys):
     assert note.startswith("*Nothing to show for the AUROC tables yet: none of the 315 novelty cells asked for")
     assert "`python -m capslib run --profile paper --protocol novelty`" in note
     assert report.say_if_empty(empty, "the AUROC tables") is True
-    assert report.case_studies(empty).empty and report.provenance(empty).empty
+    cases = report.case_studies(empty)       # the paper's case studies stay listed, visibly not trained
+    assert list(cases["held-out"]) == ["2", "9", "0+3+5"] and set(cases["ours PP"]) == {"not trained yet"}
+    assert report.provenance(empty).empty
     assert report.say_if_empty(report.load_rows("results", "quick"), "x") is False
+
+
+def test_a_case_study_in_flight_says_its_epoch_and_the_time_left(tmp_path):
+    import json
+    from capslib.train.checkpoint import cache_root, store_key
+    store = report.open_store(tmp_path, "paper")
+    d = cache_root() / "checkpoints" / store_key(store.dir)
+    d.mkdir(parents=True)
+    cid = "novelty-mnist-capsnet-h2-s0-e20-b100"
+    (d / f"{cid}.json").write_text(json.dumps({"cell_id": cid, "epoch": 3, "epochs": 20, "train_seconds": 3600.0,
+                                               "precision": "bf16", "updated_utc": "2026-12-04T16:00:00Z"}))
+    (d / f"{cid}.pt").write_bytes(b"")
+    empty = report.load_or_run("paper", tmp_path, protocol="novelty", train=False)
+    cases = report.case_studies(empty, store).set_index("held-out")
+    assert cases.loc["2", "ours PP"] == "in flight: epoch 3/20, about 5.7 h of training left"
+    assert cases.loc["9", "ours PP"] == "not trained yet"

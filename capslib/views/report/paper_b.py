@@ -31,35 +31,57 @@ def novelty_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.D
     return wide
 
 
-def case_studies(df: pd.DataFrame) -> pd.DataFrame:
-    """Paper B §3.1 case studies (held-out 2, 9, {0,3,5}) on every dataset whose reference is
-    MNIST: our CapsNet PP and RE AUROC beside the paper's numbers and claims; PP − RE is
-    computed per seed, then averaged."""
+def case_studies(df: pd.DataFrame, store=None) -> pd.DataFrame:
+    """Paper B §3.1 case studies (held-out 2, 9, {0,3,5}) on every dataset asked for whose
+    reference is MNIST: our CapsNet PP and RE AUROC beside the paper's numbers and claims (PP − RE
+    per seed, then averaged), and the reference detectors' AUROC on the same held-out classes. A
+    case with no CapsNet cell yet stays in the table and says so: in flight (its epoch and the
+    training time left, from ``store``'s checkpoints) or not trained yet."""
+    asked = {cid.split("-")[1] for cid in df.attrs.get("cells", []) if cid.startswith("novelty-")}
     out = []
-    for dataset in [d for d in datasets(df, "novelty") if pn.REFERENCE_DATASET.get(d) == "mnist"]:
-        out += _case_rows(df[(df["protocol"] == "novelty") & (df["dataset"] == dataset) & (df["method"] == "capsnet")],
-                          dataset)
+    for dataset in sorted(asked | set(datasets(df, "novelty"))):
+        if pn.REFERENCE_DATASET.get(dataset) != "mnist":
+            continue
+        sel = df[(df["protocol"] == "novelty") & (df["dataset"] == dataset)] if len(df) else df
+        out += _case_rows(sel, dataset, _in_flight(store))
     return pd.DataFrame(out)
 
 
-def _case_rows(nov: pd.DataFrame, dataset: str) -> list[dict]:
+def _in_flight(store) -> dict:
+    if store is None:
+        return {}
+    from capslib.train.checkpoint import in_flight
+    return {m["cell_id"]: m for m in in_flight(store.dir)}
+
+
+def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
     out = []
     for case in pn.PAPER_B_CASE_STUDIES:
-        sel = nov[nov["held_out"] == case["held_out"]]
-        if sel.empty:
-            continue
-        piv = sel.pivot_table(index="seed", columns="score", values="auroc")
-        if not {"pp", "re"} <= set(piv.columns):
-            continue
-        d = piv["pp"] - piv["re"]
-        n = len(piv)
-        out.append({"dataset": dataset, "held-out": case["held_out"], "ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
-                    "ours RE": fmt(piv["re"].mean(), piv["re"].std(), n, 4),
-                    "ours PP − RE": fmt(d.mean(), d.std(), n, 4),
-                    "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
-                    "paper PP − RE": case["pp_minus_re_text"], "paper says": case["claim"],
-                    "source": case["source"], "seeds": n})
-    return out
+        sel = nov[nov["held_out"] == case["held_out"]] if len(nov) else nov
+        caps = sel[sel["method"] == "capsnet"] if len(sel) else sel
+        piv = caps.pivot_table(index="seed", columns="score", values="auroc") if len(caps) else pd.DataFrame()
+        refs = sel[sel["method"] != "capsnet"] if len(sel) else sel
+        rec = {"dataset": dataset, "held-out": case["held_out"],
+               "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
+               "paper PP − RE": case["pp_minus_re_text"], "paper says": case["claim"], "source": case["source"],
+               "references (AUROC)": "; ".join(f"{m} {a:.4f}" for m, a in
+                                               refs.groupby("method")["auroc"].mean().items()) or "–"}
+        if {"pp", "re"} <= set(piv.columns):
+            d, n = piv["pp"] - piv["re"], len(piv)
+            rec.update({"ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
+                        "ours RE": fmt(piv["re"].mean(), piv["re"].std(), n, 4),
+                        "ours PP − RE": fmt(d.mean(), d.std(), n, 4), "seeds": n})
+        else:
+            cid = f"novelty-{dataset}-capsnet-h{case['held_out'].replace('+', '')}-"
+            m = next((m for k, m in flying.items() if k.startswith(cid)), None)
+            left = (f", about {m['train_seconds'] / m['epoch'] * (m['epochs'] - m['epoch']) / 3600:.1f} h of "
+                    "training left" if m and m.get("epoch") and m.get("train_seconds") else "")
+            status = f"in flight: epoch {m['epoch']}/{m['epochs']}{left}" if m else "not trained yet"
+            rec.update({"ours PP": status, "ours RE": "–", "ours PP − RE": "–", "seeds": 0})
+        out.append(rec)
+    cols = ["dataset", "held-out", "ours PP", "ours RE", "ours PP − RE", "paper PP", "paper RE", "paper PP − RE",
+            "paper says", "references (AUROC)", "source", "seeds"]
+    return [{k: r[k] for k in cols} for r in out]
 
 
 def dataset_note(dataset: str, protocol: str = "imbalanced") -> str:
