@@ -5,7 +5,6 @@ import sys
 import time
 
 
-
 def add_detector_commands(sub) -> None:
     f = sub.add_parser("fit", help="fit a capsule anomaly detector on a folder of your images",
                        description="FOLDER/normal/ plus a few FOLDER/anomalous/: paper A (two-capsule CapsNet, AS "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from capslib.core.config import FastOptions
 
+from capslib.core.config import FastOptions
 
 
 def grid_from_args(args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
 from capslib.run.cluster import add_flags as add_engine_flags
 from capslib.core.config import MAX_ATTEMPTS, FastOptions
 

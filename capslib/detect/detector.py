@@ -7,14 +7,15 @@ import json
 import os
 from pathlib import Path
 from typing import Optional, Sequence
+
 import numpy as np
 import torch
+
 from capslib.study import protocols
 from capslib.model.capsnet import CapsNet, CapsNetConfig
 from capslib.core.errors import DataError
 from capslib.data.folder import Preprocessing, Skipped, read_images
 from capslib.train.plain import default_device, evaluate_capsnet
-
 
 
 FORMAT, FORMAT_VERSION = "capslib-detector", 1

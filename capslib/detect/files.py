@@ -5,8 +5,8 @@ import csv
 import os
 from pathlib import Path
 from typing import Sequence
-from capslib.data.folder import IMAGE_SUFFIXES, FolderError, Skipped, list_images
 
+from capslib.data.folder import IMAGE_SUFFIXES, FolderError, Skipped, list_images
 
 
 def collect_images(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Skipped]]:

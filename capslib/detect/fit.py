@@ -8,8 +8,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
 import numpy as np
 import torch
+
 from capslib import __version__
 from capslib.study import protocols
 from capslib.core.errors import ConfigError

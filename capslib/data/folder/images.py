@@ -6,10 +6,11 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
+
 import numpy as np
 import torch
-from capslib.core.errors import DataError
 
+from capslib.core.errors import DataError
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

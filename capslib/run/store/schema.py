@@ -32,7 +32,6 @@ STAGING_GRACE_S = 60   # a staging folder without it is from capslib before the 
                        # holds no lock): removed only once it is this old
 
 
-
 # The stall rule's test (book/methods.md, "the loss plateau"): paper A's CapsNet trainings start on
 # a loss plateau near 0.41 (the anomaly capsule saturated "on" for every image); a training whose
 # last-epoch loss is still above this never left it. Stored cells split cleanly: stalled ones end

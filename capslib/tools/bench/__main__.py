@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+
 import torch
+
 from capslib.train.stacked import FastOptions, train_stacked
 from capslib.core.provenance import device_name, git_commit, write_report
 from capslib.train.plain import check_precision, native_bf16, train_capsnet

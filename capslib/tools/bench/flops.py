@@ -3,10 +3,11 @@ a device can: its measured matmul rate and nominal peaks."""
 from __future__ import annotations
 
 import time
+
 import torch
+
 from capslib.model.capsnet import CapsNetConfig
 from capslib.train.plain import synchronize
-
 
 
 SETTINGS = {"A": {"K": 2, "batch": 32, "standardize": True}, "B": {"K": 9, "batch": 100, "standardize": False}}

@@ -4,8 +4,10 @@ window's pick."""
 from __future__ import annotations
 
 import time
+
 import numpy as np
 import torch
+
 from capslib.model.capsnet import CapsNet, CapsNetConfig
 from capslib.train.stacked import FastOptions, StackedCapsNet, tf32_enabled, train_stacked
 from capslib.train.jobs import CapsNetJob

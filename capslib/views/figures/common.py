@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+
 import pandas as pd
 import plotly.graph_objects as go
-from capslib.views import report
 
+from capslib.views import report
 
 
 LABELS = {"length_difference": "‖z_a‖ − ‖z_n‖", "r_l": "r_l (reconstruction MSE)", "anomaly_score": "AS",

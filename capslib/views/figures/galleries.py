@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import base64
 import io
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
 from capslib.run.store.results import ResultsStore
 
 from capslib.views.figures.common import _cells, _group_menu, _initial_visibility, _layout

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
 from capslib.run.store.results import ResultsStore
 
 from capslib.views.figures.common import (COLORS, PANEL_HEIGHT, ROC_SCORES, _cells, _empty, _grid,
@@ -66,7 +67,6 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
     _layout(fig, f"ROC curves · {protocol} · {dataset} · seed {_seed(cells, seed)}",
             [_group_menu(groups, trace_groups), scale], height=PANEL_HEIGHT * rows + 170)
     return fig
-
 
 
 def _hist(values: np.ndarray, lo: float, hi: float, bins: int) -> tuple[list, list, float]:

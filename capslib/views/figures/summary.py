@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+
 from capslib.views import report
 from capslib.views.report.fmt import _agg
 from capslib.views.report.paper_a import row_groups
@@ -54,7 +55,6 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
                       yaxis=dict(title="metric", range=[0, 1.02]))
     _layout(fig, f"Per-class results · {protocol} · {dataset} (mean over seeds; error bars: std, with ≥ 2 seeds)", menus)
     return fig
-
 
 
 def accuracy_figure(df: pd.DataFrame, dataset: str) -> go.Figure:

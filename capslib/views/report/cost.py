@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from capslib.run.store.results import ResultsStore
 from capslib.run.store.schema import stalled
-
 
 
 CELL_COLUMNS = ["cell_id", "protocol", "dataset", "method", "variant", "normal_class", "held_out",

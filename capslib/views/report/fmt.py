@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 
 
-
 def _agg(df: pd.DataFrame, keys: list[str], value: str, scale: float = 1.0) -> pd.DataFrame:
     """mean, std (ddof 1) and n over seeds of ``value`` for each group of ``keys``."""
     if df.empty:

@@ -3,10 +3,11 @@ a chapter shows when a table is empty."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
+
 import pandas as pd
+
 from capslib.run.attempts import attempt_of, base_id, one_record_per_cell
 from capslib.run.store.results import ResultsStore
-
 
 
 HEADLINE = {"standard": "length_difference", "proposed": "anomaly_score"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from capslib.study import paper_numbers as pn
 
 from capslib.views.report.fmt import _agg, datasets, fmt, held_out_order
