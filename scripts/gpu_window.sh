@@ -126,7 +126,9 @@ window)
     fi
     run_args() {                                        # `run`'s options, with the time left now
         left=$(( budget - ($(date +%s) - t0) - 60 ))      # a minute for packing
-        common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress)
+        # --max-attempts 1: the stall rule's retrainings are left to the reference route (the CPU grid)
+        common=(--profile "$profile" --device "$device" --data-root "$DEV" --time-budget "$left" --no-progress
+                --max-attempts 1)
         [ -s "$DEV/finished.txt" ] && common+=(--finished-list "$DEV/finished.txt")
         return 0
     }

@@ -79,7 +79,7 @@ def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
            "WINDOW_PICK_TIMEOUT": "900",
            "CAPSLIB_CACHE": str(tmp_path / "cache")}
     rc, log = _sh(["window", "900", "--protocol", "imbalanced", "--classes", "1", "--fractions", "0.1",
-                   "--methods", "capsnet", "--epochs", "1", "--max-attempts", "1"], repo, env)
+                   "--methods", "capsnet", "--epochs", "1"], repo, env)
     text = (out / "window.log").read_text()
     assert rc == 0, log + text
     assert "decision: plain-workers (CAPSLIB_WINDOW_FORCE_FALLBACK is set)" in text
