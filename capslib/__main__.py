@@ -1,5 +1,36 @@
+"""``capslib`` (or ``python -m capslib``): the study's commands, and the measurement tools beside them.
+
+``capslib run|status|book|download|pack-data|fit|score|export-folder`` are the command line of
+:mod:`capslib.cli`; ``capslib bench|window|routecheck|stallrate|fastcheck`` run the tools of
+:mod:`capslib.tools` (also ``python -m capslib.tools.<name>``). This module stands above every
+layer, so it may hand over to either.
+"""
+import importlib
 import sys
 
-from capslib.cli.main import main
+# tool -> (module, what it does), in the order a user meets them
+TOOLS = {
+    "bench": ("capslib.tools.bench.__main__", "training throughput of the plain and fast paths on this device"),
+    "window": ("capslib.tools.window", "pick the training path for a GPU window"),
+    "routecheck": ("capslib.tools.routecheck", "the same cells on several training routes"),
+    "stallrate": ("capslib.tools.stallrate", "how often the loss plateau holds a training, per route"),
+    "fastcheck": ("capslib.tools.fastcheck", "fast path against plain path on the same cells"),
+}
 
-sys.exit(main())
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
+    from capslib.cli.main import build_parser, main as cli_main
+    if not argv or argv[0] in ("-h", "--help"):
+        print(build_parser().format_help().rstrip())
+        print("\ntools (capslib TOOL --help):")
+        for name, (_, what) in TOOLS.items():
+            print(f"  {name:<12}{what}")
+        return 0 if argv else 2
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

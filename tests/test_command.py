@@ -1,0 +1,35 @@
+"""The ``capslib`` command: the study's commands and the measurement tools under one name."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from capslib.__main__ import TOOLS, main
+
+
+def test_help_lists_the_commands_and_the_tools(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in ("run", "status", "book", "fit", "score", "export-folder"))
+    assert all(f"  {tool}" in out for tool in TOOLS)
+
+
+def test_a_tool_runs_under_the_command(capsys):
+    for tool in TOOLS:
+        with pytest.raises(SystemExit) as e:
+            main([tool, "--help"])
+        assert e.value.code == 0 and "usage:" in capsys.readouterr().out
+    assert main(["stallrate", "--routes", "gpu-magic", "--device", "cpu"]) == 2
+
+
+def test_the_console_script_is_installed():
+    exe = shutil.which("capslib")
+    if exe is None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail("no capslib command on PATH after pip install -e . (CI=true)")
+        pytest.skip("no capslib command on PATH: pip install -e .")
+    p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "stallrate" in p.stdout and "export-folder" in p.stdout
