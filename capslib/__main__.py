@@ -1,7 +1,7 @@
 """``capslib`` (or ``python -m capslib``): the study's commands, and the measurement tools beside them.
 
 ``capslib run|status|book|download|pack-data|fit|score|export-folder`` are the command line of
-:mod:`capslib.cli`; ``capslib bench|window|routecheck|stallrate|fastcheck`` run the tools of
+:mod:`capslib.cli`; ``capslib bench|window|routecheck|stallrate|gradcheck|fastcheck`` run the tools of
 :mod:`capslib.tools` (also ``python -m capslib.tools.<name>``). This module stands above every
 layer, so it may hand over to either.
 """
@@ -14,6 +14,7 @@ TOOLS = {
     "window": ("capslib.tools.window", "pick the training path for a GPU window"),
     "routecheck": ("capslib.tools.routecheck", "the same cells on several training routes"),
     "stallrate": ("capslib.tools.stallrate", "how often the loss plateau holds a training, per route"),
+    "gradcheck": ("capslib.tools.gradcheck", "one plateau state's gradient per route against float64"),
     "fastcheck": ("capslib.tools.fastcheck", "fast path against plain path on the same cells"),
 }
 

@@ -63,3 +63,19 @@ def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
         assert r["replicas"] == 2 and 0 <= r["stalled"] <= 2 and sorted(r["final_loss"]) == ["0", "1"]
         assert r["wilson95"][0] <= r["rate"] <= r["wilson95"][1]
     assert main(["--routes", "gpu-magic", "--device", "cpu"]) == 2
+
+
+@pytest.mark.slow
+def test_gradcheck_of_a_plateau_state_on_digits(tmp_path):
+    """On a CPU the float64 reference and the plain fp32 route agree to rounding; the fast path
+    with conv1 in fp32 computes the plain bf16 path's gradient."""
+    import json
+    from capslib.tools.gradcheck import main
+    rc = main(["--cell", "imbalanced-digits-capsnet-standard-n0-f0.01-s0-e5-b32", "--profile", "quick",
+               "--steps", "20", "--device", "cpu", "--out", str(tmp_path),
+               "--routes", "plain-fp32,plain-bf16,fast-bf16,fast-bf16-conv1fp32"])
+    assert rc == 0
+    r = json.loads(next(tmp_path.glob("gradcheck-cpu-*.json")).read_text())["routes"]
+    assert max(r["plain-fp32"]["relative_l2"].values()) < 1e-5
+    assert r["fast-bf16-conv1fp32"]["relative_l2"] == pytest.approx(r["plain-bf16"]["relative_l2"], rel=1e-3)
+    assert r["fast-bf16"]["relative_l2"]["conv1"] > r["plain-bf16"]["relative_l2"]["conv1"]
