@@ -46,11 +46,6 @@ def add_detector_commands(sub) -> None:
     s.add_argument("--skip-unreadable", action="store_true", help="list unreadable files and go on instead of stopping")
 
 
-def _device(name):
-    from capslib.train.device import resolve_device
-    return resolve_device(name)
-
-
 def _report_skipped(skipped) -> None:
     for path, why in skipped:
         print(f"skipped: {path}: {why}", file=sys.stderr)
@@ -64,7 +59,8 @@ def cmd_fit(args) -> int:
     from capslib.train.plain import default_precision
 
     check_output(args.out, "--out", folder=True)     # before the training, not after it
-    device = _device(args.device)
+    from capslib.train.device import resolve_device
+    device = resolve_device(args.device)
     channels = None if args.channels == "keep" else as_int("--channels", args.channels)
     opt = lambda v, name: None if v is None else as_int(name, v)
     settings = FitSettings(opt(args.epochs, "--epochs"), opt(args.batch_size, "--batch-size"),
@@ -95,7 +91,8 @@ def cmd_score(args) -> int:
 
     if args.csv:
         check_output(args.csv, "--csv")
-    det = Detector.load(args.model_dir, _device(args.device))
+    from capslib.train.device import resolve_device
+    det = Detector.load(args.model_dir, resolve_device(args.device))
     files, skipped = collect_images(args.images)
     if not files:
         raise FolderError(f"no image files (PNG, JPEG, BMP, TIFF) among {' '.join(args.images)}")

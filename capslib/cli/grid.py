@@ -67,10 +67,9 @@ def cmd_run(args) -> int:
 
 def time_left(m: dict) -> str:
     """', about N min of training left' for an in-flight cell, at the pace of its epochs so far."""
-    epoch, epochs, seconds = m.get("epoch"), m.get("epochs"), m.get("train_seconds")
-    if not epoch or not epochs or not seconds:
-        return ""
-    return f", about {seconds / epoch * (epochs - epoch) / 60:.0f} min of training left"
+    from capslib.run.progress import seconds_left
+    left = seconds_left(m)
+    return "" if left is None else f", about {left / 60:.0f} min of training left"
 
 
 def cmd_status(args) -> int:
@@ -83,8 +82,7 @@ def cmd_status(args) -> int:
     if args.summary:                      # its device and attempts: one line, before any output
         from capslib.run.attempts import check_max_attempts
         from capslib.train.device import resolve_device
-        resolve_device(args.device)
-        check_max_attempts(args.max_attempts)
+        device, attempts = resolve_device(args.device), check_max_attempts(args.max_attempts)
     damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
     done = [c for c in cells if store.is_done(c) and c.cell_id not in damaged]
     missing = [c for c in cells if not store.is_done(c)]
@@ -92,7 +90,7 @@ def cmd_status(args) -> int:
     flying = [m for m in in_flight(store.dir)           # a retraining (attempt) counts for its cell
               if base_id(m["cell_id"]) in ids and not store.is_done(m["cell_id"])]
     if args.summary:
-        _print_summary(args, cells, store)
+        _print_summary(args, cells, store, device, attempts)
     else:
         for c in done:
             print(f"finished  {c.cell_id}")
@@ -111,14 +109,11 @@ def cmd_status(args) -> int:
     return 0
 
 
-def _print_summary(args, cells, store) -> None:
+def _print_summary(args, cells, store, device, attempts: int) -> None:
     from capslib.run.progress import eta_lines, row_status
     from capslib.core.provenance import device_name
     from capslib.train.plain import default_precision
-    from capslib.run.attempts import check_max_attempts, retrains
-    from capslib.train.device import resolve_device
-    attempts = check_max_attempts(args.max_attempts)
-    device = resolve_device(args.device)
+    from capslib.run.attempts import retrains
     for st in row_status(cells, store, attempts):
         print(st.line())
     due = retrains(cells, store, attempts)     # the stall rule's next attempts count as missing cells

@@ -42,15 +42,21 @@ def last_attempt(spec: CellSpec, store: ResultsStore) -> Optional[int]:
     return max(done) if done else None
 
 
-def next_attempt(spec: CellSpec, store: ResultsStore, max_attempts: int = MAX_ATTEMPTS) -> Optional[CellSpec]:
+def last_record(spec: CellSpec, store: ResultsStore) -> Optional[tuple[int, dict]]:
+    """(attempt, cell.json) of the highest attempt of ``spec``'s cell the store holds, or None."""
+    k = last_attempt(spec, store)
+    return None if k is None else (k, store.load_cell(replace(spec, attempt=k)))
+
+
+def next_attempt(spec: CellSpec, store: ResultsStore, max_attempts: int = MAX_ATTEMPTS,
+                 record: Optional[tuple[int, dict]] = None) -> Optional[CellSpec]:
     """The retraining the rule asks of ``spec``'s cell now, or None: its last attempt converged,
-    it has had ``max_attempts`` trainings, or its first training is not done yet."""
+    it has had ``max_attempts`` trainings, or its first training is not done yet. ``record``:
+    its :func:`last_record`, when the caller has read it already."""
     if not concerned(spec):
         return None
-    k = last_attempt(spec, store)
-    if k is None or k + 1 >= max_attempts:
-        return None
-    if not stalled(store.load_cell(replace(spec, attempt=k))):
+    k, doc = record or last_record(spec, store) or (None, None)
+    if k is None or k + 1 >= max_attempts or not stalled(doc):
         return None
     return replace(spec, attempt=k + 1)
 
@@ -73,6 +79,12 @@ def retrains(cells: Iterable[CellSpec], store: ResultsStore, max_attempts: int =
     return out
 
 
+def label_attempts(df):
+    """A frame of store rows with the columns ``cell`` (the cell's id without attempt) and
+    ``attempt``, read from each row's ``cell_id``."""
+    return df.assign(cell=df["cell_id"].map(base_id), attempt=df["cell_id"].map(attempt_of))
+
+
 def one_record_per_cell(df, first: bool = False):
     """Rows of a frame of store rows (``cell_id``, ``attempt`` columns) reduced to one record per
     cell: its last attempt (``first``: its first), with the columns ``cell`` (the cell's id
@@ -80,9 +92,7 @@ def one_record_per_cell(df, first: bool = False):
     the plateau)."""
     if len(df) == 0:
         return df.assign(cell=None, attempts=None, stalls=None)
-    df = df.copy()
-    df["cell"] = df["cell_id"].map(base_id)
-    df["attempt"] = df["cell_id"].map(attempt_of)
+    df = label_attempts(df)
     per = df.drop_duplicates("cell_id")[["cell", "cell_id", "attempt", "stalled"]]
     attempts = per.groupby("cell")["attempt"].agg(["max", "min", "size"])
     stalls = per.assign(s=per["stalled"].eq("yes")).groupby("cell")["s"].sum()

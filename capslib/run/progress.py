@@ -4,12 +4,12 @@ device at the rate measured on the cells it already trained (``status --summary`
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from capslib.train.checkpoint import in_flight
 from capslib.core.config import MAX_ATTEMPTS, CellSpec
-from capslib.run.attempts import base_id, concerned, last_attempt, next_attempt
+from capslib.run.attempts import base_id, concerned, last_record, next_attempt
 from capslib.run.store.results import ResultsStore
 from capslib.run.store.schema import stalled
 
@@ -28,6 +28,13 @@ def row_label(spec: CellSpec) -> str:
     if len(r.held_out) > 1:   # a case study of several held-out classes; single classes are the per-class row
         return f"paper B · {ds} held out {{{', '.join(map(str, r.held_out))}}} · {r.method}"
     return f"paper B · {ds} · {r.method}"
+
+
+def seconds_left(meta: dict) -> Optional[float]:
+    """Training seconds an in-flight cell still needs, at the pace of its epochs so far (its
+    checkpoint's metadata, :func:`capslib.train.checkpoint.in_flight`); None when unknown."""
+    epoch, epochs, seconds = meta.get("epoch"), meta.get("epochs"), meta.get("train_seconds")
+    return seconds / epoch * (epochs - epoch) if epoch and epochs and seconds else None
 
 
 @dataclass
@@ -62,9 +69,9 @@ def row_status(cells: Sequence[CellSpec], store: ResultsStore, max_attempts: int
         st.done += store.is_done(c)
         st.in_flight += c.cell_id in flying
         if concerned(c) and store.is_done(c):
-            last = replace(c, attempt=last_attempt(c, store))
-            st.stalled += bool(stalled(store.load_cell(last)))
-            st.retrains += next_attempt(c, store, max_attempts) is not None
+            record = last_record(c, store)                  # read once for both counts
+            st.stalled += bool(stalled(record[1]))
+            st.retrains += next_attempt(c, store, max_attempts, record) is not None
     return list(rows.values())
 
 

@@ -10,15 +10,14 @@ def resolve_device(name=None) -> torch.device:
     """The device a user names (``cpu``, ``cuda``, ``cuda:1``; None: :func:`default_device`),
     checked before any work: an unknown name or a CUDA device that is not here is one line."""
     from capslib.core.errors import ConfigError
-    if name is None or isinstance(name, torch.device) and name.type in ("cpu", "cuda"):
-        device = torch.device(name) if name is not None else default_device()
-    else:
-        try:
-            device = torch.device(name)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device {name!r}: use cpu or cuda") from None
-        if device.type not in ("cpu", "cuda"):
-            raise ConfigError(f"device {name!r}: use cpu or cuda")
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {name!r}: use cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r}: use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(name)!r}: no CUDA device here; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

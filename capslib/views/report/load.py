@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from capslib.run.attempts import attempt_of, base_id, one_record_per_cell
+from capslib.run.attempts import base_id, label_attempts, one_record_per_cell
 from capslib.run.store.results import ResultsStore
 
 
@@ -47,8 +47,7 @@ def load_rows(results_root="results", profile: str = "quick", attempts: str = "l
         raise ValueError(f"attempts must be one of {', '.join(ATTEMPTS)}, got {attempts!r}")
     df = to_frame(open_store(results_root, profile).rows())
     if attempts == "every":
-        return one_record_per_cell(df).iloc[0:0] if len(df) == 0 else df.assign(
-            cell=df["cell_id"].map(base_id), attempt=df["cell_id"].map(attempt_of))
+        return label_attempts(df)
     return one_record_per_cell(df, first=attempts == "first")
 
 

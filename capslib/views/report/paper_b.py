@@ -75,8 +75,9 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
         else:
             cid = f"novelty-{dataset}-capsnet-h{case['held_out'].replace('+', '')}-"
             m = next((m for k, m in flying.items() if k.startswith(cid)), None)
-            left = (f", about {m['train_seconds'] / m['epoch'] * (m['epochs'] - m['epoch']) / 3600:.1f} h of "
-                    "training left" if m and m.get("epoch") and m.get("train_seconds") else "")
+            from capslib.run.progress import seconds_left
+            secs = seconds_left(m) if m else None
+            left = "" if secs is None else f", about {secs / 3600:.1f} h of training left"
             status = f"in flight: epoch {m['epoch']}/{m['epochs']}{left}" if m else "not trained yet"
             rec.update({"ours PP": status, "ours RE": "–", "ours PP − RE": "–", "seeds": 0})
         out.append(rec)
