@@ -19,75 +19,68 @@ import time
 
 import torch
 
-from capslib.core.config import FastOptions
 from capslib.core.errors import ConfigError
 from capslib.core.provenance import device_name, git_commit, write_report
+from capslib.tools.stallrate import CPU_ROUTES, DEFAULT_CELL, ROUTES
 
-# route -> (fast path?, precision of the plain path, fast-path switches)
-ROUTES: dict[str, tuple[bool, str, FastOptions]] = {
-    "plain-fp32": (False, "fp32", FastOptions()),
-    "plain-bf16": (False, "bf16", FastOptions()),
-    "fast-fp32": (True, "fp32", FastOptions()),
-    "fast-tf32": (True, "fp32", FastOptions(tf32=True)),
-    "fast-bf16": (True, "fp32", FastOptions(bf16=True)),
-    "fast-bf16-conv1fp32": (True, "fp32", FastOptions(bf16=True, conv1_fp32=True)),
-    "fast-bf16-exact": (True, "fp32", FastOptions(bf16=True, exact_bf16_reductions=True)),
-}
 GROUPS = {"conv1": ("conv1.",), "primary": ("primary.",), "W": ("W",), "decoder": ("decoder.",)}
+
+
+def batch(job, data, idx, device, dtype=torch.float32):
+    """The images, margin-loss targets, decoder capsules and reconstruction mask (None: every
+    image) of the training batch ``idx``, as the plain path's training loop takes them."""
+    x = data.x_train[job.train_idx][idx].to(device, dtype)
+    y = job.targets[idx].to(device)
+    dmask = (job.decoder_mask if job.decoder_mask is not None else job.targets)[idx].to(device)
+    rmask = None if job.recon_mask is None else job.recon_mask[idx].to(device, dtype)
+    return x, y, dmask, rmask
+
+
+def plain_loss(model, standardize: bool, x, y, dmask, rmask, precision: str = "fp32"):
+    """The plain path's training loss of one batch (:func:`capslib.train.plain.train_capsnet`'s),
+    and the capsule lengths."""
+    from capslib.model.losses import margin_loss, reconstruction_loss
+    from capslib.train.plain import model_input, precision_context
+    with precision_context(precision, x.device):
+        out = model(model_input(x, standardize), mask=dmask)
+    return margin_loss(out.lengths, y) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask), out.lengths
 
 
 def plateau_state(job, data, steps: int):
     """The job's model after ``steps`` Adam steps of its own training (plain path, fp32), and
     the indices of the next batch."""
-    from capslib.train.plain import adam_steps, model_input
-    from capslib.model.losses import margin_loss, reconstruction_loss
+    from capslib.train.plain import adam_steps
     model, s = job.model, job.settings
-    images, targets = data.x_train[job.train_idx], job.targets
     device = next(model.parameters()).device
-    order = torch.randperm(len(images), generator=job.generator)
+    order = torch.randperm(len(job.train_idx), generator=job.generator)
     batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
-
-    def loss_of(idx):
-        x = images[idx].to(device)
-        out = model(model_input(x, s.standardize), mask=(job.decoder_mask if job.decoder_mask is not None
-                                                         else targets)[idx].to(device))
-        rmask = None if job.recon_mask is None else job.recon_mask[idx].to(device)
-        return margin_loss(out.lengths, targets[idx].to(device)) + reconstruction_loss(out.reconstruction, x,
-                                                                                     sample_mask=rmask)
     steps = min(steps, len(batches) - 1)
     it = iter(batches[:steps])
-    adam_steps(model, lambda _idx: loss_of(next(it)), steps * s.batch_size, 1, s.batch_size, s.lr, 1.0,
-               torch.Generator().manual_seed(0), device)
+    adam_steps(model, lambda _idx: plain_loss(model, s.standardize, *batch(job, data, next(it), device))[0],
+               steps * s.batch_size, 1, s.batch_size, s.lr, 1.0, torch.Generator().manual_seed(0), device)
     return model, batches[steps]
 
 
 def route_gradient(route: str, model, job, data, idx, device) -> tuple[dict, float, float]:
     """{parameter name: gradient} of the batch ``idx``'s loss on ``route``, the loss and the mean
     length of the anomaly capsule (capsule 1)."""
-    from capslib.model.losses import margin_loss, reconstruction_loss
-    from capslib.train.plain import model_input, precision_context
+    from capslib.train.plain import model_input
     from capslib.train.stacked import PARAM_NAMES, StackedCapsNet, stacked_losses, tf32_enabled
     fast, precision, opt = ROUTES[route]
     m = copy.deepcopy(model).to(device).float()
-    s = job.settings
-    x = data.x_train[job.train_idx][idx].to(device)
-    y = job.targets[idx].to(device)
-    dmask = (job.decoder_mask if job.decoder_mask is not None else job.targets)[idx].to(device)
-    rmask = torch.ones(len(idx), device=device) if job.recon_mask is None else job.recon_mask[idx].to(device)
+    x, y, dmask, rmask = batch(job, data, idx, device)
     with tf32_enabled(opt.tf32, opt.exact_bf16_reductions):
         if not fast:
-            with precision_context(precision, device):
-                out = m(model_input(x, s.standardize), mask=dmask)
-            loss = margin_loss(out.lengths, y) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask)
+            loss, lengths = plain_loss(m, job.settings.standardize, x, y, dmask, rmask, precision)
             loss.backward()
             grads = {n: p.grad.detach().double().cpu() for n, p in m.named_parameters()}
-            lengths = out.lengths
         else:
             net = StackedCapsNet([m]).to(device)
             net.bf16, net.channels_last, net.conv1_fp32 = opt.bf16, opt.channels_last, opt.conv1_fp32
-            lengths, recon, _ = net(model_input(x, s.standardize).unsqueeze(0), dmask.unsqueeze(0))
+            lengths, recon, _ = net(model_input(x, job.settings.standardize).unsqueeze(0), dmask.unsqueeze(0))
             ones = torch.ones(1, len(idx), device=device)
-            loss = stacked_losses(lengths, recon, x.unsqueeze(0), y.unsqueeze(0), rmask.unsqueeze(0), ones).sum()
+            rm = ones if rmask is None else rmask.unsqueeze(0)
+            loss = stacked_losses(lengths, recon, x.unsqueeze(0), y.unsqueeze(0), rm, ones).sum()
             loss.backward()
             grads = {n: getattr(net, PARAM_NAMES[n]).grad[0].detach().double().cpu() for n in PARAM_NAMES}
             lengths = lengths[0]
@@ -96,18 +89,10 @@ def route_gradient(route: str, model, job, data, idx, device) -> tuple[dict, flo
 
 def reference_gradient(model, job, data, idx) -> tuple[dict, float, float]:
     """The same batch's gradient in float64 on the CPU."""
-    from capslib.model.losses import margin_loss, reconstruction_loss
-    from capslib.train.plain import model_input
     m = copy.deepcopy(model).cpu().double()
-    x = data.x_train[job.train_idx][idx].double()
-    y = job.targets[idx]
-    dmask = (job.decoder_mask if job.decoder_mask is not None else job.targets)[idx]
-    rmask = None if job.recon_mask is None else job.recon_mask[idx].double()
-    out = m(model_input(x, job.settings.standardize), mask=dmask)
-    loss = margin_loss(out.lengths, y) + reconstruction_loss(out.reconstruction, x, sample_mask=rmask)
+    loss, lengths = plain_loss(m, job.settings.standardize, *batch(job, data, idx, "cpu", torch.float64))
     loss.backward()
-    return ({n: p.grad.detach() for n, p in m.named_parameters()}, loss.item(),
-            out.lengths[:, 1].mean().item())
+    return {n: p.grad.detach() for n, p in m.named_parameters()}, loss.item(), lengths[:, 1].mean().item()
 
 
 def distances(grads: dict, ref: dict) -> dict:
@@ -126,7 +111,6 @@ def main(argv=None) -> int:
     from capslib.run.runner import split_for
     from capslib.study.protocols import capsnet_job
     from capslib.tools.routecheck import cell_from_id
-    from capslib.tools.stallrate import CPU_ROUTES, DEFAULT_CELL
     from capslib.train.device import resolve_device
     p = argparse.ArgumentParser(prog="python -m capslib.tools.gradcheck", description=__doc__.splitlines()[0])
     p.add_argument("--cell", default=DEFAULT_CELL)

@@ -28,16 +28,19 @@ from capslib.core.errors import ConfigError
 from capslib.core.provenance import device_name, git_commit, write_report
 from capslib.run.store.schema import PLATEAU_LOSS
 
-# route -> (fast path?, plain-path precision, fast-path switches); the fast routes train in groups of 8
+# route -> (fast path?, plain-path precision, fast-path switches): the training routes the plateau is
+# measured on (also by capslib.tools.gradcheck); here the fast routes train in groups of 8
 ROUTES: dict[str, tuple[bool, str, FastOptions]] = {
     "plain-bf16": (False, "bf16", FastOptions()),
     "plain-fp32": (False, "fp32", FastOptions()),
     "fast-bf16": (True, "fp32", FastOptions(bf16=True)),                                   # conv1 in bf16
     "fast-bf16-conv1fp32": (True, "fp32", FastOptions(bf16=True, conv1_fp32=True)),        # as the plain path
     "fast-fp32": (True, "fp32", FastOptions()),                                            # TF32 really off
+    "fast-tf32": (True, "fp32", FastOptions(tf32=True)),                                   # CUDA only differs
     "fast-bf16-exact": (True, "fp32", FastOptions(bf16=True, exact_bf16_reductions=True)),  # CUDA only differs
 }
 CPU_ROUTES = ("plain-bf16", "fast-bf16", "fast-bf16-conv1fp32")
+GPU_ROUTES = ("plain-bf16", "plain-fp32", "fast-bf16", "fast-bf16-conv1fp32", "fast-fp32", "fast-bf16-exact")
 DEFAULT_CELL = "imbalanced-mnist-capsnet-standard-n3-f0.01-s0-e10-b32"   # stalled on the H200, not on a CPU
 
 
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--replicas", type=int, default=16, help="seeds 0..N-1 (default 16)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per replica (default 2: an early look)")
     p.add_argument("--routes", default=None, help=f"comma list of {', '.join(ROUTES)} "
-                                                  f"(default: {', '.join(CPU_ROUTES)} on a CPU, all on CUDA)")
+                                                  f"(default: {', '.join(CPU_ROUTES)} on a CPU, {', '.join(GPU_ROUTES)} on CUDA)")
     p.add_argument("--profile", default="paper")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         device = resolve_device(a.device)
-        routes = a.routes.split(",") if a.routes else list(ROUTES if device.type == "cuda" else CPU_ROUTES)
+        routes = a.routes.split(",") if a.routes else list(GPU_ROUTES if device.type == "cuda" else CPU_ROUTES)
         unknown = [r for r in routes if r not in ROUTES]
         if unknown:
             raise ConfigError(f"unknown route {unknown[0]!r}; choose among {', '.join(ROUTES)}")
