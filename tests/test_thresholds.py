@@ -117,3 +117,22 @@ def test_widget_rule_menu_moves_the_slider(store):
     pick.value = "imbalanced-mnist-capsnet-proposed-n2-f0.1-s0-e1-b32"     # stored no training scores
     assert list(rule.options) == [widgets.STORED] and rule.value == widgets.STORED
     assert "no training scores" in w.children[4].value
+
+
+def test_headline_rows_put_both_rules_beside_the_paper_with_stall_counts(store, long):
+    """One line per row: the plain rule is the stored decision, the balanced rule the refit one,
+    both as like-with-like means over the seeds; every cell here converged (no final loss: not
+    counted stalled) and had one training."""
+    df = report.load_rows(store.root, store.profile)
+    first = report.load_rows(store.root, store.profile, attempts="first")
+    t = T.headline_rows(df, first, long)
+    assert list(t.index) == [("mnist", "proposed 10%")]
+    row = t.iloc[0]
+    paper = {c: pn.paper_a_accuracy("mnist", "proposed", 0.1, c) for c in range(10)}
+    plain = report.like_mean(df[df["score"] == "anomaly_score"].assign(value=lambda d: 100 * d["accuracy"]), paper)
+    bal = report.like_mean(long[long["rule"] == "balanced logistic"].rename(columns={"accuracy": "value"}), paper)
+    assert row["plain rule"] == report.fmt(plain["mean"], plain["std"], plain["n"])
+    assert row["balanced rule"] == report.fmt(bal["mean"], bal["std"], bal["n"])
+    assert row["Δ balanced"] == f"{bal['mean'] - bal['paper']:+.2f}"
+    assert row["stalled"] == "0 (0 at first, 0 retrained)" and row["cells"] == "4 (2 seeds)"
+    assert row["first trainings"] == report.fmt(plain["mean"])

@@ -156,17 +156,17 @@ def rule_summary(long: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def headline_rows(store: ResultsStore, df: pd.DataFrame, first: pd.DataFrame) -> pd.DataFrame:
+def headline_rows(df: pd.DataFrame, first: pd.DataFrame, rules: pd.DataFrame) -> pd.DataFrame:
     """Paper A's rows as the study reports them, one line per (dataset, variant, fraction): the
     cells and how many of their headline records (last attempt of the stall rule) stalled; the
     row mean under the plain rule (the table's) and, for *proposed*, the class-balanced rule,
     each ± its std over seeds; paper A over the same classes; Δ of each; and the mean over every
     cell's *first* training beside them, with its stall count. ``df`` holds the headline records
-    (:func:`capslib.views.report.load_rows`), ``first`` every cell's first training."""
+    (:func:`capslib.views.report.load_rows`), ``first`` every cell's first training, ``rules``
+    the threshold rules on ``df``'s proposed cells (:func:`rule_long`)."""
     imb = lambda d: d[(d["protocol"] == "imbalanced") & (d["method"] == "capsnet")]
     h, f = report.headline(imb(df)), report.headline(imb(first))
-    balanced = rule_long(store, df)
-    balanced = balanced[balanced["rule"] == "balanced logistic"]
+    balanced = rules[rules["rule"] == "balanced logistic"]
     out = []
     for (ds, v, frac), g in h.groupby(["dataset", "variant", "anomaly_fraction"]):
         paper = {c: pn.paper_a_accuracy(ds, v, frac, c) for c in range(10)}
