@@ -110,12 +110,12 @@ def test_killed_worker_its_cell_reruns_and_a_failing_cell_is_named(tmp_path, fak
     watcher.start()
     out = io.StringIO()
     store.locks_dir.mkdir(parents=True)
-    fd = locks.try_lock(store.locks_dir / held.cell_id)           # another run holds it
+    other = locks.try_lock(store.locks_dir / held.cell_id)        # another run holds it
     try:
         rep = runner.run_grid(sleepy + [bad, held], store, device="cpu", show_progress=False, out=out,
                               executor=DaskExecutor(workers=2, threads=1))
     finally:
-        os.close(fd)
+        other.release()
     watcher.join(5)
     assert killed, "no cell started"
     cid, pid = killed[0]

@@ -100,11 +100,11 @@ def test_claim_is_exclusive_and_released(tmp_path):
     spec = baseline_cells()[0]
     with store.claim(spec) as mine:
         assert mine
-        fd = locks.try_lock(store.locks_dir / spec.cell_id)   # another open file: refused
-        assert fd is None
-    fd = locks.try_lock(store.locks_dir / spec.cell_id)
-    assert fd is not None
-    os.close(fd)
+        other = locks.try_lock(store.locks_dir / spec.cell_id)   # another open file: refused
+        assert other is None
+    other = locks.try_lock(store.locks_dir / spec.cell_id)
+    assert other is not None
+    other.release()
 
 
 def test_clean_up_removes_only_orphans(tmp_path):
@@ -290,11 +290,11 @@ def test_fast_path_trains_only_unclaimed_cells(tmp_path):
     assert len(cells) == 2
     store = ResultsStore(tmp_path / "res", "quick")
     store.locks_dir.mkdir(parents=True)
-    fd = locks.try_lock(store.locks_dir / cells[0].cell_id)    # another run holds cells[0]
+    other = locks.try_lock(store.locks_dir / cells[0].cell_id)    # another run holds cells[0]
     try:
         rep = run_grid(cells, store, show_progress=False, device="cpu", fast=True)
     finally:
-        os.close(fd)
+        other.release()
     assert rep["elsewhere"] == [cells[0].cell_id] and rep["ran"] == [cells[1].cell_id]
     assert store.finished_ids() == [cells[1].cell_id]
 

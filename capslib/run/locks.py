@@ -1,58 +1,59 @@
-"""OS file locks for the results store (``flock``; the kernel drops a lock when its process
-dies, so a killed run leaves no stale claim).
+"""OS file locks for the results store, from the ``filelock`` package (``flock`` on POSIX: the
+kernel drops a lock when its process dies, so a killed run leaves no stale claim).
 
 Three uses: a *claim* on a cell while one process trains it (so two runs on one store split
 the grid), a lock held by the process that owns a staging folder (so a clean-up removes only
 folders whose owner is gone), and a lock serialising the rebuild of ``cells.csv``.
 
-``flock`` locks belong to an open file, not to a process: two opens of one path in the same
-process conflict. :data:`_HELD` remembers the paths this process holds, so that code which
-already holds a cell's claim (the runner) can call code that wants it (``write_cell``).
-POSIX only (Linux, macOS), on a local filesystem.
+A lock belongs to an open file, not to a process: two :class:`filelock.FileLock` objects on one
+path conflict, even in one process. :func:`held` takes the process's one lock object per path
+(``is_singleton``, shared by its threads), so it is re-entrant: code that already holds a cell's
+claim (the runner) can call code that wants it (``write_cell``). :func:`try_lock` takes a new
+object, as another run would. A staging folder is locked through a descriptor of the folder
+itself (``filelock.lock_descriptor``), so the lock goes with the folder when it is removed.
+The lock files stay after release (removing them would race with a new locker).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-_HELD: dict[str, int] = {}   # lock path -> the fd that holds it, in this process
+from filelock import FileLock, Timeout, lock_descriptor
+
+POLL_S = 0.01   # how often a blocking wait tries again
 
 
-def try_lock(path: Path, blocking: bool = False) -> Optional[int]:
-    """Open (creating) ``path`` and lock it; the fd, or None when another open file holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(path: Path, singleton: bool) -> FileLock:
+    return FileLock(path, thread_local=False, is_singleton=singleton, poll_interval=POLL_S)
+
+
+def try_lock(path: Path) -> Optional[FileLock]:
+    """A new lock on ``path`` (created if missing), held, as another run would hold it; None
+    when someone holds it. Release it with ``.release()``."""
+    lock = _lock(Path(path), singleton=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
+        lock.acquire(blocking=False)
+    except Timeout:
         return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return lock
 
 
 @contextmanager
 def held(path: Path, blocking: bool = False) -> Iterator[bool]:
     """Hold the lock on ``path`` for the block; yields False (holding nothing) when another
-    process has it and ``blocking`` is False. Re-entrant within this process."""
-    key = str(Path(path).resolve())
-    if key in _HELD:
-        yield True
-        return
-    fd = try_lock(Path(key), blocking)
-    if fd is None:
+    holder has it and ``blocking`` is False. Re-entrant within this process."""
+    lock = _lock(Path(path).resolve(), singleton=True)
+    try:
+        lock.acquire(blocking=blocking)
+    except Timeout:
         yield False
         return
-    _HELD[key] = fd
     try:
         yield True
     finally:
-        del _HELD[key]
-        os.close(fd)   # releases the lock; the file stays (removing it would race with a new locker)
+        lock.release()
 
 
 def locked_folder(parent: Path, name: str) -> tuple[Path, int]:
@@ -66,7 +67,7 @@ def locked_folder(parent: Path, name: str) -> tuple[Path, int]:
             fd = os.open(path, os.O_RDONLY)
         except (FileExistsError, FileNotFoundError):
             continue
-        fcntl.flock(fd, fcntl.LOCK_EX)   # blocks only while a clean-up is deleting it
+        lock_descriptor(fd, blocking=True, poll_interval=POLL_S)   # waits only while a clean-up deletes it
         try:
             alive = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -78,14 +79,13 @@ def locked_folder(parent: Path, name: str) -> tuple[Path, int]:
 
 
 def try_lock_folder(path: Path) -> Optional[int]:
-    """A lock on an existing folder, or None when its owner holds it or it is gone."""
+    """A lock on an existing folder (an fd; closing it releases the lock), or None when its
+    owner holds it or it is gone."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_descriptor(fd, blocking=False):
         os.close(fd)
         return None
     return fd
