@@ -4,7 +4,8 @@
 # cells, in one prepared command. Four steps, three of them here:
 #
 #   here:   bash scripts/gpu_window.sh prepare        # data pack, commit, finished list into .devdata/;
-#                                                      # results/*/cells moved out of the tree; size checked
+#                                                      # results/*/cells, book/, notebooks/, tests/ moved
+#                                                      # out of the tree; size checked
 #   there:  one call of the device tool `run`, carry [".devdata"], timeout_s 590:
 #             bash scripts/gpu_window.sh window 530
 #   here:   bash scripts/gpu_window.sh restore        # the cell folders back (safe to repeat)
@@ -27,10 +28,12 @@
 # CPU extrapolates nothing fits; at 15-20% of the H200's bf16 peak (≈ 1.2 GFLOP per training
 # image, ≈ 790 TFLOP/s) 400 s train ≈ 40-50 M images, about one seed of the whole grid.
 #
-# What travels: the tree without results/*/cells (3.3 MiB on 2026-11-30) + .devdata (the xz
-# data pack, 52.4 MiB: MNIST 8.8, Fashion-MNIST 25.3, KMNIST 18.3; two small text files):
-# 55.7 MiB. `prepare` measures it and refuses above 62 MiB; the cell folders (≈ 95 KB each,
-# ≈ 100 MB for the whole grid) never travel, so the size does not grow with the store.
+# What travels: what a training run reads, that is the tree without results/*/cells and without
+# the folders in TREE_STASH (the book, the notebooks, the tests: moved out with the cells and
+# back by `restore`), plus .devdata (the xz data pack, 52.4 MiB: MNIST 8.8, Fashion-MNIST 25.3,
+# KMNIST 18.3; two small text files). `prepare` measures it and refuses above 62 MiB, naming
+# the largest files; the cell folders (≈ 95 KB each, ≈ 100 MB for the whole grid) and the
+# executed chapters never travel, so the size does not grow with the store.
 #
 # Environment: CAPSLIB_DATA (raw MNIST-family files, for the pack), WINDOW_DEVICE (default
 # cuda), WINDOW_PROFILE (default paper), WINDOW_WORKERS (default 4), WINDOW_PICK_ARGS (extra
@@ -43,7 +46,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
 DEV=.devdata
 JOURNAL=.window-stash
-LIMIT_MIB=62
+LIMIT_MIB="${WINDOW_LIMIT_MIB:-62}"   # the device tool takes 64 MiB; room for what it adds
+TREE_STASH="book notebooks tests"   # tracked folders a training run never reads: they stay here
 action="${1:-}"; shift || true
 
 travel_bytes() {   # what the device tool copies: tracked files that exist, untracked-not-ignored files
@@ -81,10 +85,18 @@ EOF
         prof="$(basename "$(dirname "$cells")")"
         mv "$cells" "$stash/$prof-cells"                   # one rename per profile (same filesystem: atomic)
     done
+    for part in $TREE_STASH; do
+        [ -e "$part" ] || continue
+        mkdir -p "$stash/tree"
+        mv "$part" "$stash/tree/$part"
+    done
     bytes=$(( $(travel_bytes) + $(du -sb "$DEV" | cut -f1) ))
     echo "what travels: $(( bytes / 1048576 )) MiB (tree without results/*/cells, plus $DEV); cells stashed in $stash"
     if [ "$bytes" -gt $(( LIMIT_MIB * 1048576 )) ]; then
-        echo "error: over $LIMIT_MIB MiB; nothing can be sent as it is (restore with: bash scripts/gpu_window.sh restore)" >&2
+        echo "error: over $LIMIT_MIB MiB; nothing can be sent as it is (restore with: bash scripts/gpu_window.sh restore)." >&2
+        echo "the largest of what would travel:" >&2
+        { git ls-files -z --cached --others --exclude-standard; find "$DEV" -type f -print0; } \
+            | xargs -0 -r du -b 2>/dev/null | sort -rn | head -n 8 | awk '{printf "  %8.2f MiB  %s\n", $1 / 1048576, $2}' >&2 || true
         exit 1
     fi ;;
 restore)
@@ -101,9 +113,18 @@ restore)
         done
         rmdir "$saved"
     done
+    if [ -d "$stash/tree" ]; then                          # the book, notebooks and tests
+        for saved in "$stash/tree"/*; do
+            [ -e "$saved" ] || continue
+            n="$(basename "$saved")"
+            if [ -e "$n" ]; then echo "warning: $n exists here; the stashed one stays in $saved" >&2
+            else mv "$saved" "$n"; fi
+        done
+        rmdir "$stash/tree" 2>/dev/null || true
+    fi
     rmdir "$stash" 2>/dev/null || true
     rm -f "$JOURNAL"
-    echo "restored the cell folders from $stash" ;;
+    echo "restored the cell folders and $TREE_STASH from $stash" ;;
 window)
     budget="${1:?usage: gpu_window.sh window SECONDS [run options]}"; shift
     t0=$(date +%s)

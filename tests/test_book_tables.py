@@ -64,6 +64,7 @@ def test_plus_minus_only_with_two_seeds_and_flags(df):
     ours = tab.loc[("standard 10%", "ours")]
     assert ours["class 0"] == "95.00 ± 7.07" and ours["class 2"] == "80.00"     # ± only where two seeds ran
     assert ours["mean"] == f"{(95 + 90 + 80) / 3:.2f} (classes 0–2)"
+    assert list(tab.columns)[:2] == ["mean", "class 0"]       # the mean beside the row's name, in view
     assert tab.loc[("standard 10%", "paper (mnist)"), "mean"] == f"{np.mean(pn.PAPER_A_ACCURACY['mnist'][('standard', 0.1)]['classes'][:3]):.2f} (classes 0–2)"
     assert tab.loc[("proposed 10%", "ours"), "class 0"] == "100.00"
     # class 0 standard: |95 - 97.46| = 2.46 < std 7.07: not marked; class 2 (one seed): |80 - 97.02| > 1.0: marked

@@ -39,6 +39,8 @@ def project(tmp_path):
         src = ROOT / part
         (shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy(src, repo / part))
+    (repo / "book" / "paper").mkdir(parents=True)     # a chapter: it stays here while the window runs
+    (repo / "book" / "paper" / "chapter.ipynb").write_text("{}")
     old = sorted((ROOT / "results" / "quick" / "cells").iterdir())[:2]
     for d in old:
         shutil.copytree(d, repo / "results" / "quick" / "cells" / d.name)
@@ -68,6 +70,7 @@ def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
     rc, log = _sh(["prepare"], repo, {"WINDOW_STASH": str(stash)})
     assert rc == 0, log
     assert "what travels:" in log and not (repo / "results" / "quick" / "cells").exists()
+    assert not (repo / "book").exists()                           # what training does not read stays here
     assert sorted((repo / ".devdata" / "finished.txt").read_text().split()) == old
     rc, again = _sh(["prepare"], repo, {"WINDOW_STASH": str(stash)})
     assert rc == 1 and "already prepared" in again
@@ -95,6 +98,7 @@ def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
     shutil.rmtree(repo / "results" / "quick" / "cells")          # the copy that went out is not this store
     rc, log = _sh(["restore"], repo)
     assert rc == 0 and "restored" in log, log
+    assert (repo / "book" / "paper" / "chapter.ipynb").read_text() == "{}"
     rc, log = _sh(["restore"], repo)
     assert rc == 0 and "nothing to restore" in log
     rc, log = _sh(["unpack", str(out)], repo, {"WINDOW_PROFILE": "quick"})
@@ -105,3 +109,12 @@ def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
     status = subprocess.run(["git", "status", "--porcelain", "results/quick/cells"], cwd=repo,
                             capture_output=True, text=True).stdout
     assert all(line.startswith("??") for line in status.splitlines()), status   # the old cells are back unchanged
+
+
+def test_prepare_refuses_over_the_limit_naming_the_largest_files(project, tmp_path):
+    repo, _ = project
+    rc, log = _sh(["prepare"], repo, {"WINDOW_STASH": str(tmp_path / "stash"), "WINDOW_LIMIT_MIB": "0"})
+    assert rc == 1 and "over 0 MiB" in log and "the largest of what would travel:" in log, log
+    assert ".devdata/pack/" in log.split("the largest of what would travel:")[1]
+    rc, log = _sh(["restore"], repo)
+    assert rc == 0 and (repo / "book" / "paper" / "chapter.ipynb").exists() and (repo / "results" / "quick" / "cells").is_dir()

@@ -137,30 +137,64 @@ def _visible_sets(fig, menu=0):
     return [np.flatnonzero(b.args[0]["visible"]) for b in fig.layout.updatemenus[menu].buttons]
 
 
-def test_roc_figure_dropdown_switches_cells(store, df):
-    fig = figures.roc_figure(store, df, "digits", "imbalanced")
-    n_curves = 2 * 2 * 3          # classes x variants x the three paper-A measures
-    assert len(fig.data) == n_curves + 2   # + a chance line per panel
-    sets = _visible_sets(fig)
-    assert len(sets) == 2 and not np.array_equal(sets[0], sets[1])
-    for s in sets:
-        assert len(s) == 2 * 3 + 2
-    assert [t.visible for t in fig.data] == list(fig.layout.updatemenus[0].buttons[0].args[0]["visible"])
+def test_roc_at_grid_is_the_best_tpr_up_to_each_fpr():
+    from capslib.views.figures.chooser import roc_at_grid
+    fpr, tpr = np.array([0.0, 0.0, 0.25, 0.5, 1.0]), np.array([0.0, 0.5, 0.5, 0.75, 1.0])
+    got = roc_at_grid(fpr, tpr, np.array([0.0, 0.1, 0.25, 0.3, 0.5, 0.99, 1.0]))
+    assert got.tolist() == [0.5, 0.5, 0.5, 0.5, 0.75, 0.75, 1.0]
+
+
+def test_roc_chooser_covers_every_cell_and_seed(store, df):
+    from sklearn.metrics import roc_curve
+    from capslib.views.figures.chooser import FPR_GRID
+    ch = figures.roc_figure(store, df, "digits", "imbalanced")
+    assert ch.payload["seeds"] == [0, 1, 2] and len(ch.choices()) == 3 * 2    # seeds x classes (one fraction)
+    assert {c[3] for c in ch.payload["cells"]} == set(df[df["protocol"] == "imbalanced"]["cell_id"])
+    assert len(ch.payload["items"]) == 3 * 2 * 2 * 3      # seeds x classes x variants x the three paper-A measures
+    fig = ch.figure()
+    assert len(fig.data) == 2 * 3 + 2                     # the first choice: two panels of three curves, chance lines
+    # every curve is sklearn's ROC read at the grid's false-positive rates (to the payload's 1/65535)
+    for seed, group in ch.choices():
+        for tr in ch.traces(seed, group)[:-2]:
+            cid = tr["hovertemplate"].split("<extra>")[1].split("<")[0]
+            a = store.load_arrays(cid)
+            key = {figures.label(f"capsnet:{s}"): s for s in ("length_difference", "r_l", "anomaly_score")}[tr["name"]]
+            fpr, tpr, _ = roc_curve(a["test_labels"], a[f"score_{key}"])
+            idx = np.searchsorted(fpr, FPR_GRID, side="right") - 1
+            assert np.allclose(tr["y"], np.maximum.accumulate(tpr)[idx], atol=1e-4)
+    assert ch.traces(*ch.choices()[0])[0]["y"] != ch.traces(*ch.choices()[-1])[0]["y"]
     nov = figures.roc_figure(store, df, "digits", "novelty")
-    assert len(nov.layout.updatemenus[0].buttons) == 3 and len(nov.data) == 3 * 3 + 1
+    assert len(nov.choices()) == 2 * 3 and len(nov.figure().data) == 3 + 1   # PP, RE, the baseline's score; chance
 
 
-def test_distribution_figure_menus_compose(store, df):
-    fig = figures.distribution_figure(store, df, "digits", "imbalanced")
-    group_menu, score_menu = fig.layout.updatemenus
-    assert [b.label for b in score_menu.buttons][0] == figures.label("anomaly_score")
-    xs = [b.args[0]["x"] for b in score_menu.buttons]
-    assert all(len(x) == len(fig.data) for x in xs) and xs[0] != xs[1]   # the score menu restyles x only
-    assert "visible" not in score_menu.buttons[0].args[0] and "x" not in group_menu.buttons[0].args[0]
-    # the threshold line of the first cell sits at that cell's stored AS threshold
-    thr_traces = [i for i, t in enumerate(fig.data) if t.name == "threshold"]
-    thr_x = [xs[0][i][0] for i in thr_traces if xs[0][i]]
-    assert set(np.round(thr_x, 6)) == {0.1}
+def test_chooser_html_carries_the_payload_and_its_script(store, df):
+    import json
+    ch = figures.roc_figure(store, df, "digits", "imbalanced")
+    page = ch.html()
+    doc = json.loads(page.split('-data">', 1)[1].split("</script>", 1)[0])
+    assert doc["payload"] == json.loads(json.dumps(ch.payload)) and doc["kind"] == "roc"
+    assert "window.capslibChooser" in page and "</" not in page.split('-data">', 1)[1].split("</script>", 1)[0]
+    bundle = ch._repr_mimebundle_()
+    assert set(bundle) == {"text/html", "application/vnd.plotly.v1+json"}   # JupyterLab draws the first choice
+    assert len(repr(ch)) < 100                           # the notebook's text/plain does not repeat the payload
+
+
+def test_distribution_chooser_histograms_and_threshold(store, df):
+    ch = figures.distribution_figure(store, df, "digits", "imbalanced")
+    assert ch.scores()[0] == "capsnet:anomaly_score" and len(ch.choices()) == 6
+    first = ch.figure()
+    bars = [t for t in first.data if t.type == "bar"]
+    assert len(bars) == 2 * 2                            # two panels, normal and anomalous
+    for b in bars:                                       # shares of one label's images: they sum to 1 (8-bit bars)
+        assert sum(b.y) == pytest.approx(1.0, abs=len(b.y) * max(b.y) / 255)
+    thr = {t.x[0] for t in first.data if t.name == "threshold"}
+    assert thr == {0.1}                                  # the cells' stored AS threshold
+    other = ch.figure(score="capsnet:length_difference")
+    assert [t.x for t in other.data if t.type == "bar"] != [t.x for t in bars]
+    # a histogram counts every test image of its label once
+    it = ch.items()[0]
+    from capslib.views.figures.chooser import decode
+    assert decode(it["hN"], "u1").max() == 255 and decode(it["hA"], "u1").max() == 255
 
 
 def test_bars_and_accuracy_figures(df):
@@ -177,14 +211,23 @@ def test_bars_and_accuracy_figures(df):
     assert [t.visible for t in acc.data] == [True, True, False, False]
 
 
-def test_galleries(store, df):
+def test_galleries(store, df, tmp_path, monkeypatch):
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
     ids, titles = figures.gallery_cells(df, "imbalanced", "digits", variant="proposed", fraction=0.1)
     assert len(ids) == 2 and all("proposed" in i for i in ids)
-    assert figures.gallery_strip(store.load_arrays(ids[0])).shape == (56, 16 * 28)
-    fig = figures.gallery_figure(store, ids, titles)
-    assert len(fig.data) == 2 and fig.data[0].source.startswith("data:image/png;base64,")
-    mpl = figures.gallery_matplotlib(store, ids, titles)
-    assert len(mpl.axes) == 2
+    strip = figures.gallery_strip(store.load_arrays(ids[0]))
+    assert strip.shape == (56, 16 * 28)
+    panel = figures.gallery_panel(store, ids, titles)
+    page = panel._repr_html_()
+    assert page.count("<img") == 2 and 'src="galleries/' in page
+    png = np.asarray(Image.open(tmp_path / "galleries" / f"{ids[0]}.png"))
+    assert png.shape == strip.shape and np.abs(png.astype(int) - strip).max() <= 8   # 16 grey levels
+    ch = figures.gallery_chooser(store, df, "imbalanced", "digits")
+    assert len(ch.choices()) == 3 * 2 * 2                # seeds x classes x variants
+    srcs = [it["src"] for it in ch.payload["items"]]
+    assert all((tmp_path / s).is_file() for s in srcs) and len(set(srcs)) == len(srcs)
+    assert ch.html().count("<img") == 1                  # only the first strip loads with the page
 
 
 def test_widgets_threshold_and_browser(store, df):

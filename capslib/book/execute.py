@@ -83,7 +83,9 @@ def ensure_kernel() -> None:
 def execute(root: Path, profile: str, results_root: Path, data_root: Optional[str],
             only: Optional[Sequence[str]] = None) -> list[Path]:
     """Execute the notebooks into ``book/<profile>/``; raises BookError naming every failure.
-    The notebooks only read the store (``train=False``): the book never trains inside papermill."""
+    The notebooks only read the store (``train=False``): the book never trains inside papermill.
+    No parameter names a folder of this machine: a data root outside the project reaches the
+    kernels as ``$CAPSLIB_DATA`` (which this process then keeps)."""
     import papermill as pm
 
     notebooks = chapters_for(root, profile, only)
@@ -105,8 +107,12 @@ def execute(root: Path, profile: str, results_root: Path, data_root: Optional[st
     log(f"executing {len(notebooks)} notebook(s), profile {profile!r}, results {results_root}")
     for i, nb in enumerate(notebooks, 1):
         params = {"profile": profile, "results_root": _portable(results_root, root, out_dir)}
-        if data_root:
-            params["data_root"] = str(Path(data_root).resolve())
+        if data_root:   # a folder inside the project by its relative path; any other through $CAPSLIB_DATA
+            data = Path(data_root).resolve()
+            if data.is_relative_to(root.resolve()):
+                params["data_root"] = _portable(data, root, out_dir)
+            else:
+                os.environ["CAPSLIB_DATA"] = str(data)
         params.update(overrides.get(nb.stem, {}))
         if nb.stem == "your_images":   # the chapter runs on a digits folder the build writes and fits first
             from capslib.detect.example import example

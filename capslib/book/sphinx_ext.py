@@ -1,6 +1,8 @@
 """The book's Sphinx extension, loaded by ``_config.yml`` (``sphinx: local_extensions``) as the
 top-level module ``sphinx_ext``: it imports nothing of capslib (nor torch)."""
 import json
+import shutil
+from pathlib import Path
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -21,7 +23,24 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     files[:] = keep
 
 
+def _copy_galleries(app, exception) -> None:
+    """Copy the executed chapters' gallery strips (``book/<profile>/galleries/*.png``, written
+    beside each chapter when it ran) to the same place in the built site, where the pages'
+    relative ``src`` finds them. Sphinx copies only images a page references statically."""
+    if exception is not None or app.builder.format != "html":
+        return
+    src_root, out_root = Path(app.srcdir), Path(app.outdir)
+    for folder in sorted(src_root.glob("book/*/galleries")):
+        target = out_root / folder.relative_to(src_root)
+        target.mkdir(parents=True, exist_ok=True)
+        for png in folder.glob("*.png"):
+            dst = target / png.name
+            if not dst.exists() or dst.stat().st_size != png.stat().st_size or dst.stat().st_mtime < png.stat().st_mtime:
+                shutil.copy2(png, dst)
+
+
 def setup(app):
     """Sphinx extension of the book (``sphinx: local_extensions`` in _config.yml)."""
     app.connect("html-page-context", _dedupe_scripts, priority=1)
+    app.connect("build-finished", _copy_galleries)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

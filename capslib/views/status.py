@@ -125,10 +125,22 @@ def status_figure(status: pd.DataFrame, papers: Sequence[str] = ("A", "B")):
     return fig
 
 
-def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A", "B"), glue: str | None = None):
-    """Display the panel of ``papers`` (summary lines, then the heat-map) in a notebook. With
-    ``glue``, the panel of *both* papers is also glued (not shown) as ``<glue>_figure`` and
-    ``<glue>_text``, for a page that shows it elsewhere (myst-nb ``{glue:figure}`` with ``:doc:``)."""
+def status_line(status: pd.DataFrame, store: ResultsStore, profile: str) -> str:
+    """One Markdown line: finished / asked per paper, and when the newest cell finished."""
+    parts = [f"paper {paper} {int(g['done'].sum())} of {int(g['total'].sum())} cells "
+             f"({100 * g['done'].sum() / max(g['total'].sum(), 1):.1f}%)" for paper, g in status.groupby("paper", sort=True)]
+    c = compute_summary(store, store.finished_ids())
+    newest = (f"; the newest finished {c['newest'].replace('T', ' ').replace('Z', ' UTC')}" if c["cells"]
+              else "; no cell has finished yet")
+    return f"**Reproduction status, {profile} profile:** " + ", ".join(parts) + newest + "."
+
+
+def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A", "B"), glue: str | None = None,
+               figure: bool = False):
+    """Display the reproduction status of ``papers`` in a notebook: one line, and with
+    ``figure`` the heat-map per table row (the paper overview draws it once; a chapter shows
+    the line). With ``glue``, the panel of *both* papers is also glued (not shown) as
+    ``<glue>_figure`` and ``<glue>_text``, for the page that shows it (myst-nb ``{glue}`` with ``:doc:``)."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
@@ -143,11 +155,12 @@ def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A
         from markdown_it import MarkdownIt     # HTML, which a page gluing from another document renders
         _glue(f"{glue}_text", HTML(MarkdownIt().render("\n\n".join(summary_lines(full, store)))), display=False)
     status = full[full["paper"].isin(papers)]
-    display(Markdown(f"**Reproduction status, {profile} profile.** " + "\n\n".join(summary_lines(status, store))))
-    fig = status_figure(status, papers)
-    if fig is not None:
-        display(fig)
-        plt.close(fig)    # shown once: the inline backend would draw it again at the end of the cell
+    display(Markdown(status_line(status, store, profile)))
+    if figure:
+        fig = status_figure(status, papers)
+        if fig is not None:
+            display(fig)
+            plt.close(fig)    # shown once: the inline backend would draw it again at the end of the cell
     return status
 
 

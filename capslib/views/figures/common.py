@@ -23,6 +23,9 @@ def show(fig: go.Figure) -> None:
     Plotly's own mime type, which JupyterLab draws. The book drops the latter through the
     myst-nb plugin :mod:`capslib.book.mystnb_plotly`, so it builds without warnings."""
     from IPython.display import display
+    if not isinstance(fig, go.Figure):   # a chooser (chooser.py) brings its own mime bundle
+        display(fig)
+        return
     html = fig.to_html(include_plotlyjs=False, full_html=False)
     display({"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)
 

@@ -1,16 +1,17 @@
-"""Reconstruction galleries: test images beside what the decoder makes of them."""
+"""Reconstruction galleries: test images above what the decoder makes of them. Each cell's strip
+is a small PNG file beside the page, so that a page's size does not grow with the store."""
 from __future__ import annotations
 
-import base64
+import html
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-
 from capslib.run.store.results import ResultsStore
 
-from capslib.views.figures.common import _cells, _group_menu, _initial_visibility, _layout
+from capslib.views.figures.chooser import GREY_LEVELS, Chooser, strip_html
+from capslib.views.figures.common import _cells
 
 
 def gallery_strip(arrays: dict) -> np.ndarray:
@@ -19,48 +20,65 @@ def gallery_strip(arrays: dict) -> np.ndarray:
     return np.concatenate([np.concatenate(list(imgs), axis=1), np.concatenate(list(recs), axis=1)], axis=0)
 
 
-def gallery_matplotlib(store: ResultsStore, cell_ids, titles=None):
-    """Paper A Figs. 4/5/7, paper B Fig. 3: per cell, normal (left) and anomalous (right)
-    test images above their reconstructions."""
-    import matplotlib.pyplot as plt
-
-    cell_ids = list(cell_ids)
-    fig, axes = plt.subplots(max(len(cell_ids), 1), 1, figsize=(12, 1.7 * max(len(cell_ids), 1)), squeeze=False)
-    for ax, cid, t in zip(axes[:, 0], cell_ids, titles or cell_ids):
-        strip = gallery_strip(store.load_arrays(cid))
-        ax.imshow(strip, cmap="gray", vmin=0, vmax=255)
-        ax.axvline(strip.shape[1] / 2 - 0.5, color="red", lw=1.5)
-        ax.set_title(f"{t}: normal | anomalous; top: test images, bottom: reconstructions", fontsize=9)
-        ax.set_axis_off()
-    fig.tight_layout()
-    plt.close(fig)   # the caller displays it; left open, the inline backend would show it a second time
-    return fig
-
-
-def _png_uri(img: np.ndarray) -> str:
+def strip_png(store: ResultsStore, cell_id: str, folder: str | Path = "galleries") -> str:
+    """Write the cell's gallery strip as an 8-bit greyscale PNG ``<folder>/<cell_id>.png``
+    (relative to the working directory: the executed chapter's folder) and return that relative
+    path, the ``src`` the page uses. The strip keeps :data:`GREY_LEVELS` grey levels (at most
+    8/255 off the stored images). The file is rewritten only when its bytes would change."""
     from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cell_id}.png"
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    strip = gallery_strip(store.load_arrays(cell_id)).astype(np.float64)
+    step = 255 / (GREY_LEVELS - 1)
+    Image.fromarray(np.round(np.round(strip / step) * step).astype(np.uint8), mode="L").save(buf, format="PNG",
+                                                                                            optimize=True)
+    if not path.exists() or path.read_bytes() != buf.getvalue():
+        path.write_bytes(buf.getvalue())
+    return path.as_posix()
 
 
-def gallery_figure(store: ResultsStore, cell_ids, titles=None) -> go.Figure:
-    """The galleries as one Plotly figure with a dropdown over cells (works without a kernel)."""
-    cell_ids, titles = list(cell_ids), list(titles or cell_ids)
-    fig = go.Figure()
-    for cid in cell_ids:
-        strip = gallery_strip(store.load_arrays(cid))
-        fig.add_trace(go.Image(source=_png_uri(np.repeat(strip[..., None], 3, axis=2)), name=cid,
-                               hovertemplate=f"{cid}<extra></extra>"))
-    _initial_visibility(fig, titles, titles)
-    if cell_ids:   # the line between the 8 normal and the 8 anomalous images
-        half = gallery_strip(store.load_arrays(cell_ids[0])).shape[1] / 2 - 0.5
-        fig.add_vline(x=half, line=dict(color="red", width=2))
-    _layout(fig, "Test images (top) and reconstructions (bottom): 8 normal | 8 anomalous",
-            [_group_menu(titles, titles)], height=330)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
+class GalleryPanel:
+    """Several strips under their titles (paper A Figs. 4/5/7, paper B Fig. 3), as HTML whose
+    images are the PNG files beside the page."""
+
+    def __init__(self, srcs: list[str], titles: list[str]):
+        self.srcs, self.titles = srcs, titles
+
+    def _repr_html_(self) -> str:
+        if not self.srcs:
+            return "<p><em>No gallery: no CapsNet cell of this kind has finished.</em></p>"
+        parts = [f'<p style="margin:0.6em 0 0.2em"><b>{html.escape(t)}</b>: normal | anomalous; top: test images, '
+                 f'bottom: reconstructions</p>{strip_html(src, t)}' for src, t in zip(self.srcs, self.titles)]
+        return '<div class="capslib-gallery">' + "".join(parts) + "</div>"
+
+
+def gallery_panel(store: ResultsStore, cell_ids, titles=None, folder: str | Path = "galleries") -> GalleryPanel:
+    """Per cell, its title above the strip: normal (left of the red line) and anomalous
+    (right) test images above their reconstructions."""
+    cell_ids = list(cell_ids)
+    return GalleryPanel([strip_png(store, cid, folder) for cid in cell_ids], list(titles or cell_ids))
+
+
+def gallery_chooser(store: ResultsStore, df: pd.DataFrame, protocol: str, dataset: str, seed=None,
+                    folder: str | Path = "galleries") -> Chooser:
+    """Every CapsNet cell's strip behind menus (seed, cell): the page loads only the chosen
+    cell's PNG; works in the static book without a kernel."""
+    seeds = sorted(int(s) for s in df[(df["protocol"] == protocol) & (df["dataset"] == dataset)]["seed"].unique()) \
+        if seed is None else [int(seed)]
+    items, groups, cells = [], {}, []
+    for s in seeds:
+        ids, titles = gallery_cells(df, protocol, dataset, seed=s)
+        for cid, t in zip(ids, titles):
+            items.append(dict(c=len(cells), src=strip_png(store, cid, folder)))
+            cells.append([s, t, 0, cid])
+            groups.setdefault(str(s), []).append(t)
+    seeds = [s for s in seeds if str(s) in groups]
+    payload = dict(seeds=seeds, groups=groups, items=items, cells=cells, panels=[""],
+                   group_label="normal class" if protocol == "imbalanced" else "held-out class")
+    return Chooser("gallery", payload)
 
 
 def gallery_cells(df: pd.DataFrame, protocol: str, dataset: str, seed=None, variant=None, fraction=None):

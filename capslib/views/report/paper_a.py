@@ -49,7 +49,7 @@ def accuracy_long(df: pd.DataFrame) -> pd.DataFrame:
 
 def accuracy_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Paper A's table layout for one dataset: rows (variant f, ours/paper/Δ), columns the
-    normal classes and the mean over the classes both have (the classes named in the cell
+    mean over the classes both have, then the normal classes (the classes named in the cell
     when not all ten). A Δ marked ``*`` exceeds the spread (see :func:`accuracy_caption`).
     For a dataset that is not the paper's (the embedded digits) the paper's line is a
     reference only and no Δ is printed: it would compare different data."""
@@ -59,7 +59,8 @@ def accuracy_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
         return pd.DataFrame()
     ref = pn.REFERENCE_DATASET.get(dataset, "")
     same_data = ref == dataset
-    cols = sorted(c for c in long["normal_class"].unique() if c != "mean") + ["mean"]
+    # the mean first, beside the row's name: a wide table scrolls, and the mean stays in view
+    cols = ["mean"] + sorted(c for c in long["normal_class"].unique() if c != "mean")
     records = {}
     for (variant, f), g in row_groups(long):
         label = ROW_LABEL.format(variant=variant, fraction=f)
@@ -116,7 +117,7 @@ def _signed(x) -> str:
 
 def metric_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.DataFrame:
     """Protocol imbalanced: ``metric`` (auroc, auprc or accuracy) of every score, rows
-    (variant f, score), columns the normal classes and their mean (per seed, then over seeds)."""
+    (variant f, score), columns the normal classes' mean, then the classes (per seed, then over seeds)."""
     imb = df[(df["protocol"] == "imbalanced") & (df["dataset"] == dataset)].copy()
     if imb.empty:
         return pd.DataFrame()
@@ -130,7 +131,7 @@ def metric_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.Da
     both = pd.concat([per, means], ignore_index=True)
     both["text"] = [fmt(r.mean, r.std, r.n, 3) for r in both.itertuples()]
     wide = both.pivot(index=keys, columns="normal_class", values="text")
-    cols = sorted(c for c in wide.columns if c != "mean") + ["mean"]
+    cols = ["mean"] + sorted(c for c in wide.columns if c != "mean")   # the mean beside the row's name
     wide = wide[cols].droplevel(0)
     wide.columns = [f"class {c}" if c != "mean" else "mean" for c in cols]
     return wide.fillna("–")
