@@ -4,6 +4,9 @@
 :mod:`capslib.cli`; ``capslib bench|window|routecheck|stallrate|gradcheck|fastcheck`` run the tools of
 :mod:`capslib.tools` (also ``python -m capslib.tools.<name>``). This module stands above every
 layer, so it may hand over to either.
+
+``-v``/``--verbose`` or ``-q``/``--quiet`` set how much of the library's logging shows
+(:mod:`capslib.cli.logs`): anywhere in a command's arguments, before a tool's name.
 """
 import importlib
 import sys
@@ -21,12 +24,15 @@ TOOLS = {
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TOOLS:
-        return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
+    from capslib.cli import logs
+    flag, rest = logs.split_leading_flags(argv)
+    if rest and rest[0] in TOOLS:
+        logs.configure(verbose=flag == "verbose", quiet=flag == "quiet")
+        return importlib.import_module(TOOLS[rest[0]][0]).main(rest[1:])
     from capslib.cli.main import build_parser, main as cli_main
     if not argv or argv[0] in ("-h", "--help"):
         print(build_parser().format_help().rstrip())
-        print("\ntools (capslib TOOL --help):")
+        print("\ntools (capslib [-v|-q] TOOL --help):")
         for name, (_, what) in TOOLS.items():
             print(f"  {name:<12}{what}")
         return 0 if argv else 2

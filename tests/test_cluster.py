@@ -1,6 +1,7 @@
 """The Dask engine (capslib.run.cluster): the same cells as in-process, bit for bit; a worker
 killed mid-task; a failing cell among others; the flags; the grid's progress bar."""
 import io
+import logging
 import os
 import signal
 import sys
@@ -82,7 +83,7 @@ def fake_methods(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_worker_its_cell_reruns_and_a_failing_cell_is_named(tmp_path, fake_methods):
+def test_killed_worker_its_cell_reruns_and_a_failing_cell_is_named(tmp_path, fake_methods, caplog):
     """Four 3-second cells, one diverging cell and one held by another run, on 2 workers;
     the worker of the first cell to start is killed (SIGKILL) mid-task: its cell reruns on
     a worker, the grid completes, every cell is written once, the NaN cell is reported by
@@ -108,11 +109,11 @@ def test_killed_worker_its_cell_reruns_and_a_failing_cell_is_named(tmp_path, fak
             time.sleep(0.05)
     watcher = threading.Thread(target=killer, daemon=True)
     watcher.start()
-    out = io.StringIO()
+    caplog.set_level(logging.INFO, logger="capslib")
     store.locks_dir.mkdir(parents=True)
     other = locks.try_lock(store.locks_dir / held.cell_id)        # another run holds it
     try:
-        rep = runner.run_grid(sleepy + [bad, held], store, device="cpu", show_progress=False, out=out,
+        rep = runner.run_grid(sleepy + [bad, held], store, device="cpu", show_progress=False, out=io.StringIO(),
                               executor=DaskExecutor(workers=2, threads=1))
     finally:
         other.release()
@@ -122,7 +123,7 @@ def test_killed_worker_its_cell_reruns_and_a_failing_cell_is_named(tmp_path, fak
     assert sorted(rep["ran"]) == sorted(c.cell_id for c in sleepy)            # each once
     assert len(rep["ran"]) == len(set(rep["ran"]))
     assert list(rep["failed"]) == [bad.cell_id] and "loss is nan" in rep["failed"][bad.cell_id]
-    assert f"cell {bad.cell_id} failed, the others go on" in out.getvalue()
+    assert f"cell {bad.cell_id} failed, the others go on" in caplog.text
     assert rep["elsewhere"] == [held.cell_id]
     assert store.finished_ids() == sorted(c.cell_id for c in sleepy)
     assert not any(store.staging_dir.iterdir())

@@ -3,6 +3,7 @@ is rebuilt under a lock, and concurrent writers, readers and clean-ups raise not
 import csv
 import io
 import json
+import logging
 import multiprocessing as mp
 import os
 import subprocess
@@ -215,7 +216,7 @@ DAMAGES = {   # case -> (how the file is damaged, the words of its one-line mess
 
 
 @pytest.mark.parametrize("case", list(DAMAGES))
-def test_damaged_cell_listed_quarantined_and_retrained(tmp_path, monkeypatch, capsys, case):
+def test_damaged_cell_listed_quarantined_and_retrained(tmp_path, monkeypatch, capsys, caplog, case):
     import capslib.run.runner as runner
     from capslib.cli.main import main
     store, cells = _store_with_cells(tmp_path, monkeypatch)
@@ -236,13 +237,15 @@ def test_damaged_cell_listed_quarantined_and_retrained(tmp_path, monkeypatch, ca
     assert str(store.cell_dir(bad)) in str(e.value)
     assert len(store.rows(skip_damaged=True)) == (1 if "cell.json" in words else 2)   # rows come from cell.json
     # run moves it to quarantine/ (kept, with the reason) and trains it again
-    said = io.StringIO()
-    rep = runner.run_grid(cells, store, show_progress=False, device="cpu", out=said)
+    caplog.set_level(logging.INFO, logger="capslib")
+    caplog.clear()
+    rep = runner.run_grid(cells, store, show_progress=False, device="cpu", out=io.StringIO())
     assert rep["ran"] == [bad] and store.damaged() == {}
     kept = list(store.quarantine_dir.iterdir())
     assert len(kept) == 1 and kept[0].name.startswith(bad + ".")
     assert words in (kept[0] / "reason.txt").read_text()
-    assert said.getvalue() == f"cell {bad} was damaged: moved to {kept[0]} (reason.txt says why); it trains again\n"
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("capslib")]   # all the run says
+    assert said == [f"cell {bad} was damaged: moved to {kept[0]} (reason.txt says why); it trains again"]
 
 
 def test_newer_schema_stops_run_in_one_line(tmp_path, monkeypatch, capsys):

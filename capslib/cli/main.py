@@ -11,6 +11,7 @@ from capslib.core.config import MAX_ATTEMPTS, FastOptions
 
 from capslib.cli.grid import cmd_download, cmd_pack_data, cmd_run, cmd_status
 from capslib.cli.detect import DETECTOR_COMMANDS, add_detector_commands
+from capslib.cli import logs
 
 
 RESULTS_ENV = "CAPSLIB_RESULTS"
@@ -18,6 +19,7 @@ RESULTS_ENV = "CAPSLIB_RESULTS"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m capslib", description="CapsNet anomaly-detection study")
+    logs.add_flags(p)
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("run", "status"):
         s = sub.add_parser(name, help="train the missing cells" if name == "run" else "list finished and missing cells")
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", action="append", metavar="NAME", help="execute only this notebook (repeatable)")
     b.add_argument("--root", default=None, help="the book's top folder (default: this checkout)")
     add_detector_commands(sub)
+    for command in sub.choices.values():     # -v/-q after the command's name too
+        logs.add_flags(command, in_subcommand=True)
     return p
 
 def main(argv=None) -> int:
@@ -80,6 +84,7 @@ def main(argv=None) -> int:
     from capslib.core.errors import DataError
     from capslib.run.store.schema import StoreError
     args = build_parser().parse_args(argv)
+    logs.configure(args.verbose, args.quiet)
     try:
         if args.command == "book":
             from capslib.book.build import main as cmd_book

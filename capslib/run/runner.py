@@ -7,10 +7,12 @@ for the fast path), claims each unit's cells and checks the time budget as an ex
 asks for the next unit; the executor (:class:`capslib.run.execute.InProcess`, the default, or
 :class:`capslib.run.cluster.DaskExecutor`) returns each cell's outcome; the runner writes every
 finished cell at once, and a failing cell (a NaN loss) is reported by name while the
-others go on.
+others go on. What it has to say (a failed, paused or quarantined cell, cells left for the next
+run) goes to this module's logger; the command line shows it (:mod:`capslib.cli.logs`).
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from contextlib import ExitStack
@@ -29,6 +31,8 @@ from capslib.run.store.results import ResultsStore
 from capslib.run.store.schema import result_rows
 from capslib.core.provenance import git_commit, provenance
 from capslib.train.plain import check_precision, default_device, default_precision
+
+log = logging.getLogger(__name__)
 
 
 def split_for(r: CellSpec, data) -> Split:
@@ -164,7 +168,8 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     in training pauses at an epoch boundary ('paused') and the next run resumes it from
     its checkpoint, as it resumes any cell a killed run left in flight. ``executor``: who
     trains the units (None: :class:`capslib.run.execute.InProcess`; or a
-    :class:`capslib.run.cluster.DaskExecutor`); cells another run holds are left to it ('elsewhere')."""
+    :class:`capslib.run.cluster.DaskExecutor`); cells another run holds are left to it ('elsewhere').
+    ``out``: where the progress bars go; messages go to the module's logger."""
     budget = TimeBudget(time_budget)
     git_commit()                                # the commit this run starts with, kept for its cells
     dev = torch.device(device) if device is not None else default_device()
@@ -175,7 +180,7 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     data = {name: load_dataset(name, data_root) for name in sorted({c.resolved().dataset for c in first_todo})}
     store.clean_stale()
     for cid, where in store.quarantine_damaged().items():
-        print(f"cell {cid} was damaged: moved to {where} (reason.txt says why); it trains again", file=out)
+        log.warning("cell %s was damaged: moved to %s (reason.txt says why); it trains again", cid, where)
     store.rebuild_csv()
     todo = [c for c in cells if not store.is_done(c)]
     report = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)], "failed": {}, "deferred": [],
@@ -195,7 +200,7 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
                                                     data, dev, budget.deadline):
             try:
                 for o in outcomes:
-                    _record(o, unit, store, dev, report, out)
+                    _record(o, unit, store, dev, report)
             finally:
                 claims.pop(id(unit)).close()
             budget.record(seconds, max(map(epochs_run, outcomes), default=1) if unit.resumable else 1)
@@ -205,7 +210,7 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
             stack.close()
         bar.close()
     if report["deferred"]:
-        print(f"time budget of {time_budget:g} s: {len(report['deferred'])} cells left for the next run", file=out)
+        log.info("time budget of %g s: %d cells left for the next run", time_budget, len(report["deferred"]))
     return report
 
 
@@ -234,7 +239,7 @@ def _admitted(units: Iterable[Unit], store: ResultsStore, budget: TimeBudget, re
         yield unit
 
 
-def _record(o, unit: Unit, store: ResultsStore, device, report: dict, out) -> None:
+def _record(o, unit: Unit, store: ResultsStore, device, report: dict) -> None:
     """One outcome into the store and the report."""
     cid = o.spec.cell_id
     if isinstance(o, Done):
@@ -243,11 +248,11 @@ def _record(o, unit: Unit, store: ResultsStore, device, report: dict, out) -> No
         report["ran"].append(cid)
     elif isinstance(o, Failed):
         report["failed"][cid] = o.message
-        print(f"cell {cid} failed, the others go on: {o.message}", file=out)
+        log.warning("cell %s failed, the others go on: %s", cid, o.message)
     elif isinstance(o, Paused):
         report["paused"][cid] = f"epoch {o.epoch}/{o.epochs}"
         report["deferred"].append(cid)
-        print(f"cell {cid} paused after epoch {o.epoch}/{o.epochs} (time budget); the next run resumes it", file=out)
+        log.info("cell %s paused after epoch %s/%s (time budget); the next run resumes it", cid, o.epoch, o.epochs)
     else:
         raise TypeError(f"unknown outcome {type(o).__name__}")
 
