@@ -113,11 +113,11 @@ def metrics_table(t: TestScores, det: Detector) -> pd.DataFrame:
 
 def confusion(t: TestScores) -> pd.DataFrame:
     """Test images by label and by the decision "anomaly iff main score > threshold"."""
-    said = t.scores[t.main] > t.threshold
-    truth = np.where(t.labels == 1, "anomalous", "normal")
-    table = pd.crosstab(pd.Series(truth, name="label"), pd.Series(np.where(said, "anomalous", "normal"),
-                                                                 name=f"{label(t.main)} > {t.threshold:.3g}"))
-    return table.reindex(index=["normal", "anomalous"], columns=["normal", "anomalous"], fill_value=0)
+    from sklearn.metrics import confusion_matrix
+    said = (t.scores[t.main] > t.threshold).astype(int)
+    counts = confusion_matrix((np.asarray(t.labels) == 1).astype(int), said, labels=[0, 1])
+    return pd.DataFrame(counts, index=pd.Index(["normal", "anomalous"], name="label"),
+                        columns=pd.Index(["normal", "anomalous"], name=f"{label(t.main)} > {t.threshold:.3g}"))
 
 
 def model_card(det: Detector, how: str) -> pd.DataFrame:

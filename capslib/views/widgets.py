@@ -21,11 +21,10 @@ from capslib.run.store.results import ResultsStore
 
 def confusion(scores: np.ndarray, labels: np.ndarray, threshold: float) -> pd.DataFrame:
     """Counts of (true label, decision) for "anomaly iff score > threshold"; labels 1 = anomaly."""
-    pred = np.asarray(scores) > threshold
-    true = np.asarray(labels).astype(bool)
-    return pd.DataFrame([[int((~true & ~pred).sum()), int((~true & pred).sum())],
-                         [int((true & ~pred).sum()), int((true & pred).sum())]],
-                        index=["true normal", "true anomalous"], columns=["said normal", "said anomalous"])
+    from sklearn.metrics import confusion_matrix
+    said = (np.asarray(scores) > threshold).astype(int)
+    counts = confusion_matrix(np.asarray(labels).astype(bool).astype(int), said, labels=[0, 1])
+    return pd.DataFrame(counts, index=["true normal", "true anomalous"], columns=["said normal", "said anomalous"])
 
 
 def _cell_options(df: pd.DataFrame, score: str) -> list[tuple[str, str]]:
