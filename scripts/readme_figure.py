@@ -33,7 +33,7 @@ def find_cell(store: ResultsStore, *parts: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--results-root", default="results")
+    ap.add_argument("--results-root", default=str(ROOT / "results"), help="default: this checkout's results/")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--normal-class", default="8", help="paper A gallery: the normal class")
     ap.add_argument("--fraction", default="0.01", help="paper A gallery: the anomaly fraction")

@@ -329,3 +329,28 @@ def test_a_process_keeps_the_commit_it_started_with(monkeypatch):
     assert store.git_commit() == "aaaaaaaaaaaa"
     assert store.git_commit() == "aaaaaaaaaaaa"                 # the checkout moved on; the process did not
     assert store.provenance("cpu")["commit"] == "aaaaaaaaaaaa"
+
+
+def test_results_root_is_one_stated_place_whatever_the_working_folder(tmp_path, monkeypatch, caplog):
+    """No folder named: $CAPSLIB_RESULTS, else this checkout's results/, else the user's data folder;
+    never the working folder. The place is logged once."""
+    from pathlib import Path
+    import capslib.run.store.root as where
+    caplog.set_level(logging.INFO, logger="capslib")
+    monkeypatch.setattr(where, "_SAID", set())
+    monkeypatch.delenv("CAPSLIB_RESULTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    checkout_results = Path(__file__).resolve().parents[1] / "results"
+    assert where.results_root() == where.results_root() == checkout_results
+    assert where.results_root("elsewhere") == Path("elsewhere")
+    monkeypatch.setenv("CAPSLIB_RESULTS", str(tmp_path / "env"))
+    assert where.results_root() == tmp_path / "env"
+    monkeypatch.delenv("CAPSLIB_RESULTS")
+    monkeypatch.setattr(where, "CHECKOUT", tmp_path)                 # an installed wheel: no pyproject.toml above
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert where.checkout() is None and where.results_root() == tmp_path / "data" / "capslib" / "results"
+    said = [r.getMessage() for r in caplog.records if r.name == "capslib.run.store.root"]
+    assert said == [f"results root: {checkout_results} (this checkout's results/)",
+                    f"results root: {tmp_path / 'env'} ($CAPSLIB_RESULTS)",
+                    f"results root: {tmp_path / 'data' / 'capslib' / 'results'} (capslib runs from no checkout; "
+                    "set $CAPSLIB_RESULTS or pass --results-root)"]

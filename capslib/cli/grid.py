@@ -31,15 +31,16 @@ def cmd_run(args) -> int:
     from capslib.run.cluster import from_flags as engine_from_flags
     from capslib.run.runner import run_grid
     from capslib.run.store.results import ResultsStore
+    from capslib.run.store.root import results_root
     from capslib.study.profiles import prioritized
     from capslib.train.device import resolve_device
     grid = grid_from_args(args).cells()
     attempts = check_max_attempts(args.max_attempts)
     resolve_device(args.device)           # an unknown or absent device: one line, before any work
     skip = finished_elsewhere(args.finished_list) if args.finished_list else set()
-    store = ResultsStore(args.results_root, args.profile)
     options = FastOptions.from_flags(args)
     executor = engine_from_flags(args)      # None: the in-process runner
+    store = ResultsStore(results_root(args.results_root), args.profile)
     t0 = time.perf_counter()
     total = {"ran": [], "skipped": None, "failed": {}, "deferred": [], "paused": {}}
     cells = grid
@@ -77,12 +78,13 @@ def cmd_status(args) -> int:
     from capslib.train.checkpoint import in_flight
     from capslib.study.profiles import prioritized
     from capslib.run.store.results import ResultsStore
+    from capslib.run.store.root import results_root
     cells = prioritized(grid_from_args(args).cells(), args.profile)
-    store = ResultsStore(args.results_root, args.profile)
     if args.summary:                      # its device and attempts: one line, before any output
         from capslib.run.attempts import check_max_attempts
         from capslib.train.device import resolve_device
         device, attempts = resolve_device(args.device), check_max_attempts(args.max_attempts)
+    store = ResultsStore(results_root(args.results_root), args.profile)
     damaged = store.damaged()   # every finished cell verified (JSON, schema, rows, npz directory)
     done = [c for c in cells if store.is_done(c) and c.cell_id not in damaged]
     missing = [c for c in cells if not store.is_done(c)]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from capslib.run.cluster import add_flags as add_engine_flags
+from capslib.run.store.root import RESULTS_ENV, results_root
 from capslib.core.config import MAX_ATTEMPTS, FastOptions
 
 from capslib.cli.grid import cmd_download, cmd_pack_data, cmd_run, cmd_status
@@ -14,7 +14,8 @@ from capslib.cli.detect import DETECTOR_COMMANDS, add_detector_commands
 from capslib.cli import logs
 
 
-RESULTS_ENV = "CAPSLIB_RESULTS"
+RESULTS_HELP = (f"default: ${RESULTS_ENV}, else this checkout's results/ (capslib run from its checkout), "
+                "else ~/.local/share/capslib/results")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("run", "status"):
         s = sub.add_parser(name, help="train the missing cells" if name == "run" else "list finished and missing cells")
-        s.add_argument("--profile", default="quick", help="quick (digits, CPU minutes) or paper (GPU)")
+        s.add_argument("--profile", default="quick",
+                       help="quick (digits, CPU minutes) or paper (the papers' grids: GPU hours, or CPUs in the background)")
         s.add_argument("--protocol", help="imbalanced (paper A) or novelty (paper B)")
         # values stay strings here: capslib.study.params.GridRequest reads them, as it reads papermill's and the API's
         s.add_argument("--dataset", help="comma list: digits,mnist,fashion,kmnist,smallnorb")
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--seeds", help="e.g. 0,1,2")
         s.add_argument("--epochs", help="override the profile's epochs")
         s.add_argument("--methods", help="e.g. capsnet")
-        s.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
+        s.add_argument("--results-root", default=None, help=RESULTS_HELP)
         s.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
         s.add_argument("--max-attempts", default=str(MAX_ATTEMPTS), metavar="N",
                        help=f"trainings per paper-A CapsNet cell under the stall rule (default {MAX_ATTEMPTS}; "
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-root", default=None)
     b = sub.add_parser("book", help="execute the notebooks with papermill and build the Jupyter Book")
     b.add_argument("--profile", default="quick", help="whose results the chapters show: quick or paper")
-    b.add_argument("--results-root", default=os.environ.get(RESULTS_ENV, "results"))
+    b.add_argument("--results-root", default=None, help=RESULTS_HELP)
     b.add_argument("--data-root", default=None, help="default: $CAPSLIB_DATA or ~/.cache/capslib/data")
     b.add_argument("--skip-execute", action="store_true", help="build from the chapters already in book/<profile>/")
     b.add_argument("--train", action="store_true",
@@ -85,6 +87,8 @@ def main(argv=None) -> int:
     from capslib.run.store.schema import StoreError
     args = build_parser().parse_args(argv)
     logs.configure(args.verbose, args.quiet)
+    if args.command == "book":        # run and status state theirs once their arguments are checked
+        args.results_root = str(results_root(args.results_root))
     try:
         if args.command == "book":
             from capslib.book.build import main as cmd_book

@@ -25,6 +25,7 @@ import torch
 from capslib.core.errors import ConfigError
 
 from capslib.core.config import CellSpec, FastOptions
+from capslib.run.store.root import results_root as resolve_results_root
 from capslib.run.store.schema import PLATEAU_LOSS
 from capslib.core.provenance import device_name, git_commit, write_report
 
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--cells", default=",".join(DEFAULT_CELLS), help="comma list of cell ids (default: the stalled ones)")
     p.add_argument("--routes", default=",".join(ROUTES), help=f"comma list of {', '.join(ROUTES)}")
     p.add_argument("--profile", default="paper")
-    p.add_argument("--results-root", default="results", help="where the stored cells (and their groups) are")
+    p.add_argument("--results-root", default=None, help="where the stored cells (and their groups) are "
+                   "(default: capslib.run.store.root.results_root)")
     p.add_argument("--groups", default=None, metavar="FILE", help="the stored cells' groups as JSON (gpu_window.sh "
                    "prepare writes .devdata/groups.json); default: read them from --results-root")
     p.add_argument("--write-groups", default=None, metavar="FILE", help="only write that JSON from --results-root")
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/bench")
     a = p.parse_args(argv)
     if a.write_groups:
-        print(f"{write_groups(a.results_root, a.profile, a.write_groups)} groups written to {a.write_groups}")
+        print(f"{write_groups(resolve_results_root(a.results_root), a.profile, a.write_groups)} groups written to "
+              f"{a.write_groups}")
         return 0
     routes = a.routes.split(",")
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -121,6 +124,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    a.results_root = resolve_results_root(a.results_root)   # named once the arguments are checked
     report = {"device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "routes": routes,
               "plateau_loss": PLATEAU_LOSS, "cells": {}}

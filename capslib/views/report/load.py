@@ -8,14 +8,16 @@ import pandas as pd
 
 from capslib.run.attempts import base_id, label_attempts, one_record_per_cell
 from capslib.run.store.results import ResultsStore
+from capslib.run.store.root import results_root as default_results_root
 
 
 HEADLINE = {"standard": "length_difference", "proposed": "anomaly_score"}
 ROW_LABEL = "{variant} {fraction:.0%}"
 
 
-def open_store(results_root="results", profile: str = "quick") -> ResultsStore:
-    return ResultsStore(results_root, profile)
+def open_store(results_root=None, profile: str = "quick") -> ResultsStore:
+    """The profile's store under ``results_root`` (None: :func:`capslib.run.store.root.results_root`)."""
+    return ResultsStore(default_results_root(results_root), profile)
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
@@ -39,7 +41,7 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
 ATTEMPTS = ("last", "first", "every")
 
 
-def load_rows(results_root="results", profile: str = "quick", attempts: str = "last") -> pd.DataFrame:
+def load_rows(results_root=None, profile: str = "quick", attempts: str = "last") -> pd.DataFrame:
     """Every finished cell of a store, one row per (cell, score): the cell's headline record, the
     last attempt of the stall rule (``attempts="first"``: every cell's first training;
     ``"every"``: every training, one record per attempt, for the figures of the rule itself)."""
@@ -53,11 +55,11 @@ def load_rows(results_root="results", profile: str = "quick", attempts: str = "l
 
 def load_attempts(df: pd.DataFrame, attempts: str = "first") -> pd.DataFrame:
     """The cells of ``df`` (a frame of :func:`load_or_run`) as their first or every training."""
-    rows = load_rows(df.attrs.get("results_root", "results"), df.attrs.get("profile", "quick"), attempts)
+    rows = load_rows(df.attrs.get("results_root"), df.attrs.get("profile", "quick"), attempts)
     return rows[rows["cell"].isin(set(df["cell"]))] if len(df) and len(rows) else rows.iloc[0:0]
 
 
-def load_or_run(profile: str = "quick", results_root="results", protocol: Optional[str] = None,
+def load_or_run(profile: str = "quick", results_root=None, protocol: Optional[str] = None,
                 datasets: Optional[Sequence[str]] = None, classes: Optional[Sequence[int]] = None,
                 fractions: Optional[Sequence[float]] = None, seeds: Optional[Sequence[int]] = None,
                 epochs: Optional[int] = None, methods: Optional[Sequence[str]] = None,
@@ -86,7 +88,7 @@ def load_or_run(profile: str = "quick", results_root="results", protocol: Option
                "missing": [c.cell_id for c in cells if not store.is_done(c)], "failed": {}}
     ids = {c.cell_id for c in cells}
     df = one_record_per_cell(to_frame([r for r in store.rows() if base_id(r["cell_id"]) in ids]))
-    df.attrs.update(run=rep, cells=sorted(ids), profile=profile, results_root=str(results_root), protocol=protocol)
+    df.attrs.update(run=rep, cells=sorted(ids), profile=profile, results_root=str(store.root), protocol=protocol)
     return df
 
 
