@@ -1,6 +1,7 @@
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -34,6 +35,31 @@ def tiny_splits(monkeypatch):
         te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
         return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
     monkeypatch.setattr(runner, "split_for", short_split)
+
+
+def chromium_path() -> Optional[str]:
+    """The chromium the browser tests drive: $CAPSLIB_CHROMIUM, else `chromium` on PATH (Debian's
+    /usr/bin/chromium, which scripts/build.sh installs); None when there is none."""
+    given = os.environ.get("CAPSLIB_CHROMIUM")
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The chromium binary; without one the browser tests skip, saying why. In CI (CI=true) a
+    missing chromium fails them, unless the build was told to install no Debian packages (SKIP_APT=1)."""
+    path = chromium_path()
+    if path is None:
+        given = os.environ.get("CAPSLIB_CHROMIUM")
+        msg = (f"no browser: CAPSLIB_CHROMIUM={given} is not an executable" if given else
+               "no browser: no `chromium` on PATH") + \
+              " (Debian's chromium: apt-get install chromium, which scripts/build.sh does unless SKIP_APT=1)"
+        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes") and os.environ.get("SKIP_APT") != "1":
+            pytest.fail(msg + " (CI=true)")
+        pytest.skip(msg)
+    return path
 
 
 def screenshot(locator, name: str, tmp_path: Path) -> Path:

@@ -8,7 +8,8 @@
 
 Screenshots of the figure before and after go to pytest's tmp dir, and also to
 ``$CAPSLIB_SCREENSHOTS`` when set. With no built book the tests skip, except in CI (CI=true),
-where a missing book is a failure.
+where a missing book is a failure. With no chromium ($CAPSLIB_CHROMIUM, else `chromium` on
+PATH) they skip, saying so (the ``chromium`` fixture of conftest.py).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("CAPSLIB_BOOK_HTML", ROOT / "_build" / "html"))
-CHROMIUM = os.environ.get("CAPSLIB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
@@ -71,13 +71,10 @@ def site():
 
 
 @pytest.fixture(scope="module")
-def browser(site):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: bash scripts/build.sh installs Debian's chromium "
-                    f"(or set CAPSLIB_CHROMIUM to a chromium binary)")
+def browser(chromium, site):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:

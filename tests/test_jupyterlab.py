@@ -7,7 +7,8 @@ prints the new threshold's accuracy and confusion matrix under it.
 The chapter is ``notebooks/score_distributions.ipynb`` with papermill's parameters injected
 (the quick store of this checkout, ``train=False``: it only reads ``results/quick``). The
 browser reaches nothing but 127.0.0.1. With JupyterLab or chromium missing the test skips,
-except in CI (CI=true), where that is a failure. Screenshots before and after the move go to
+except in CI (CI=true), where that is a failure (a missing chromium not with SKIP_APT=1: the
+``chromium`` fixture of conftest.py). Screenshots before and after the move go to
 pytest's tmp dir and to ``$CAPSLIB_SCREENSHOTS`` when set.
 """
 from __future__ import annotations
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "score_distributions"
-CHROMIUM = os.environ.get("CAPSLIB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
@@ -127,14 +127,12 @@ def lab(tmp_path):
 RESULT = re.compile(r"threshold (-?\d+\.\d{4}): accuracy (\d+\.\d\d)%")
 
 
-def test_chapter_runs_in_jupyterlab_and_the_threshold_slider_answers(lab, tmp_path):
-    if not Path(CHROMIUM).exists():
-        _missing(f"{CHROMIUM} not found: scripts/build.sh installs Debian's chromium")
+def test_chapter_runs_in_jupyterlab_and_the_threshold_slider_answers(chromium, lab, tmp_path):
     from playwright.sync_api import sync_playwright
     base, token = lab
     foreign, errors = [], []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 900})
             page = ctx.new_page()
