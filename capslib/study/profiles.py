@@ -61,7 +61,7 @@ PROFILES: dict[str, Grid] = {
                   imbalanced_methods=("capsnet", "cnn", "deepsad"),
                   novelty_methods=("capsnet", "cnn_ocsvm", "dbn", "vae", "cnn_msp"),
                   seeds=(0,), epochs=5, novelty_epochs=3, novelty_batch_size=32),
-    # the papers' settings (STUDY.md §5); needs a GPU
+    # the papers' settings: hours of training, on a GPU or, a slice at a time, on CPUs (scripts/background_grid.sh)
     "paper": Grid(imbalanced_datasets=("mnist", "fashion", "kmnist"), novelty_datasets=("mnist", "fashion"),
                   extra_held_outs={"mnist": [(0, 3, 5)]}, seeds=(0, 1, 2),
                   imbalanced_methods=("capsnet", "cnn", "deepsad"),
