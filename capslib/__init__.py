@@ -12,7 +12,7 @@ The folders are the layers, lowest first; a layer imports only from those before
     study    the cells of both papers: CapsNet protocols, baselines, the method registry,
              the profiles (grids and priority), notebook parameters, the papers' numbers
     run      the store of finished cells, the runner, its executors (in-process, Dask), progress
-    detect   a detector on a folder of your images: fit, save, load, score
+    detect   a detector on your images (arrays: ``CapsNetDetector``; a folder): fit, save, load, score
     views    tables, figures and widgets for the book, read from the store
     book     papermill execution and the Jupyter Book build
     cli      ``python -m capslib``
@@ -29,7 +29,8 @@ without torch.
 __version__ = "0.1.0"
 
 _LAZY = {"CapsNet": "model.capsnet", "CapsNetConfig": "model.capsnet", "dynamic_routing": "model.capsnet",
-         "squash": "model.capsnet", "CellSpec": "core.config", "ConfigError": "core.errors"}
+         "squash": "model.capsnet", "CellSpec": "core.config", "ConfigError": "core.errors",
+         "CapsNetDetector": "detect.estimator"}
 
 
 def __getattr__(name):

@@ -1,5 +1,9 @@
 """A trained detector and its model folder (``model.safetensors`` + ``model.json``): save,
-load, and score images with it. Scores: higher = more anomalous."""
+load, and score images with it. Scores: higher = more anomalous.
+
+Format 2 (this one) may keep named arrays beside the weights in the safetensors file (the
+training scores of :class:`capslib.detect.estimator.CapsNetDetector`), under ``ARRAYS``;
+format 1 files, which hold the weights only, load unchanged."""
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +22,9 @@ from capslib.data.folder import Preprocessing, Skipped, read_images
 from capslib.train.plain import default_device, evaluate_capsnet
 
 
-FORMAT, FORMAT_VERSION = "capslib-detector", 1
+FORMAT, FORMAT_VERSION = "capslib-detector", 2
+READS = (1, 2)                              # the format versions this capslib loads
+ARRAYS = "arrays."                          # key prefix of the arrays kept beside the weights
 WEIGHTS, META = "model.safetensors", "model.json"
 DECISION = {"imbalanced": "anomaly_score", "novelty": None}    # the score a threshold decides on
 VARIANT = {"imbalanced": "proposed", "novelty": ""}
@@ -29,10 +35,11 @@ class ModelFileError(DataError):
     """A model folder cannot be loaded (missing, corrupt, another format version); one line."""
 
 class Detector:
-    """A trained CapsNet and what scoring with it needs (``meta``, the model.json)."""
+    """A trained CapsNet and what scoring with it needs (``meta``, the model.json), with
+    ``arrays`` (name -> numpy array) saved beside the weights."""
 
-    def __init__(self, model: CapsNet, meta: dict):
-        self.model, self.meta = model, meta
+    def __init__(self, model: CapsNet, meta: dict, arrays: Optional[dict[str, np.ndarray]] = None):
+        self.model, self.meta, self.arrays = model, meta, dict(arrays or {})
 
     @property
     def protocol(self) -> str:
@@ -102,6 +109,8 @@ class Detector:
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        state.update({ARRAYS + k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays.items()})
+        self.meta["format_version"] = FORMAT_VERSION     # written in this format, whatever it was loaded from
         tmp = d / (WEIGHTS + ".tmp")
         # one metadata key: safetensors writes its metadata map in hash order, so two keys would
         # make two saves of the same weights differ in their header's bytes
@@ -122,17 +131,18 @@ class Detector:
         meta_path, weights = d / META, d / WEIGHTS
         for p in (meta_path, weights):
             if not p.is_file():
-                raise ModelFileError(f"{p}: missing; a model folder is written by `python -m capslib fit`")
+                raise ModelFileError(f"{p}: missing; a model folder is written by `python -m capslib fit` "
+                                     f"or CapsNetDetector.save")
         try:
             meta = json.loads(meta_path.read_text())
         except (ValueError, UnicodeDecodeError) as e:
             raise ModelFileError(f"{meta_path}: not valid JSON, the file is corrupt ({e})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ModelFileError(f"{meta_path}: not a capslib detector (no \"format\": \"{FORMAT}\")")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READS:
             raise ModelFileError(f"{meta_path}: detector format {meta.get('format_version')!r} (commit "
-                                 f"{meta.get('commit', '?')}), this capslib reads format {FORMAT_VERSION}: "
-                                 f"fit the model again, or score with that commit")
+                                 f"{meta.get('commit', '?')}), this capslib reads formats "
+                                 f"{', '.join(map(str, READS))}: fit the model again, or score with that commit")
         raw = weights.read_bytes()
         if hashlib.sha256(raw).hexdigest() != meta.get("weights_sha256"):
             raise ModelFileError(f"{weights}: its SHA-256 differs from the one in {META}: the file is corrupt "
@@ -141,9 +151,11 @@ class Detector:
             cfg = dict(meta["capsnet"])
             cfg["decoder_hidden"] = tuple(cfg["decoder_hidden"])
             model = CapsNet(CapsNetConfig(**cfg))
-            model.load_state_dict(load(raw), strict=True)
+            state = load(raw)
+            arrays = {k[len(ARRAYS):]: state.pop(k).numpy() for k in list(state) if k.startswith(ARRAYS)}
+            model.load_state_dict(state, strict=True)
         except (SafetensorError, KeyError, TypeError, RuntimeError, ValueError) as e:
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelFileError(f"{d}: the weights do not load into the model its {META} describes ({why})") from None
         model.to(torch.device(device) if device else default_device()).eval()
-        return cls(model, meta)
+        return cls(model, meta, arrays)
