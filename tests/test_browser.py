@@ -432,3 +432,63 @@ def test_wide_table_scrolls_in_the_column_with_its_row_labels_in_view(site, brow
         assert not lay["wide"], lay
     finally:
         v.close()
+
+
+# --------------------------------------------------------------------------- the choosers
+CHOOSER_STATE = """(el) => {
+  const plot = el.querySelector('.capslib-plot');
+  const img = el.querySelector('img.capslib-strip');
+  return {
+    choice: el.dataset.choice || null,
+    drawn: !!(plot && plot.querySelector('.main-svg')),
+    ys: plot && plot.data ? JSON.stringify(plot.data.map(t => t.y)) : null,
+    src: img ? img.getAttribute('src') : null,
+    loaded: img ? (img.complete && img.naturalWidth > 0) : null,
+    options: [...el.querySelectorAll('select[name=group] option')].map(o => o.value),
+  };
+}"""
+
+
+def test_choosers_draw_the_picked_cell(site, browser, tmp_path):
+    """Every chooser (ROC curves, histograms, gallery strips) draws its first cell with no
+    kernel; picking another cell in its menu draws that one (other curves or bars, another
+    strip that loads)."""
+    kinds = {"roc_curves": "plot", "score_distributions": "plot", "reconstruction_galleries": "img"}
+    checked = 0
+    for path in chapter_pages():
+        if path.stem not in kinds:
+            continue
+        v = Visit(browser, site, path)
+        try:
+            choosers = v.page.locator(".capslib-chooser")
+            if not choosers.count():
+                continue
+            for i in range(choosers.count()):
+                el = choosers.nth(i)
+                v.page.wait_for_function("(el) => !!el.dataset.choice", arg=el.element_handle(), timeout=15000)
+                before = el.evaluate(CHOOSER_STATE)
+                assert before["drawn"] or before["loaded"], f"{path.name} chooser {i}: nothing drawn: {before}"
+                if len(before["options"]) < 2:
+                    continue
+                el.scroll_into_view_if_needed()
+                el.locator("select[name=group]").select_option(before["options"][-1])
+                v.page.wait_for_timeout(400)
+                after = el.evaluate(CHOOSER_STATE)
+                assert after["choice"] != before["choice"], f"{path.name} chooser {i}: the menu changed nothing"
+                if kinds[path.stem] == "plot":
+                    assert after["drawn"] and after["ys"] != before["ys"], f"{path.name} chooser {i}: same traces"
+                else:
+                    v.page.wait_for_function("(el) => { const i = el.querySelector('img.capslib-strip');"
+                                             " return i.complete && i.naturalWidth > 0; }",
+                                             arg=el.element_handle(), timeout=10000)
+                    after = el.evaluate(CHOOSER_STATE)
+                    assert after["src"] != before["src"] and after["loaded"], f"{path.name} chooser {i}: {after}"
+                if not checked:
+                    screenshot(el, f"chooser-{path.stem}.png", tmp_path)
+                checked += 1
+            assert not v.errors, f"{path.name}: JavaScript errors: {v.errors[:3]}"
+            bad = [u for u in v.failed if "favicon" not in u]
+            assert not bad, f"{path.name}: failed requests: {bad[:5]}"
+        finally:
+            v.close()
+    assert checked, "no chooser with two or more cells in any chapter"

@@ -99,10 +99,10 @@ def test_headline_uses_paper_a_decisions(df):
 def test_table_shapes(df):
     acc = report.accuracy_table(df, "digits")
     # the digits are not the paper's data: its MNIST line is a reference, and no Δ is printed
-    assert acc.shape == (4, 3) and list(acc.columns) == ["class 0", "class 1", "mean"]
+    assert acc.shape == (4, 3) and list(acc.columns) == ["mean", "class 0", "class 1"]
     assert list(acc.index.get_level_values(1)[:2]) == ["ours", "paper (mnist, reference only)"]
     assert acc.index.get_level_values(0)[0] == "standard 10%" and "±" in acc.iloc[0, 0]
-    assert acc.iloc[0, 2].endswith("(classes 0, 1)")
+    assert acc.iloc[0, 0].endswith("(classes 0, 1)")
     auroc = report.metric_table(df, "digits", "auroc")
     assert auroc.shape == (2 * len(IMB_SCORES), 3)
     nov = report.novelty_table(df, "digits", "auprc")
@@ -228,6 +228,8 @@ def test_galleries(store, df, tmp_path, monkeypatch):
     srcs = [it["src"] for it in ch.payload["items"]]
     assert all((tmp_path / s).is_file() for s in srcs) and len(set(srcs)) == len(srcs)
     assert ch.html().count("<img") == 1                  # only the first strip loads with the page
+    empty = figures.gallery_chooser(store, df, "novelty", "mnist")
+    assert not empty.choices() and "No finished cell" in empty.html() and "<script" not in empty.html()
 
 
 def test_widgets_threshold_and_browser(store, df):

@@ -82,7 +82,7 @@ def test_rule_means_like_with_like(long):
 
 def test_rule_table_text(long):
     tab = T.rule_table(long, "mnist")
-    assert list(tab.columns) == ["class 0", "class 1", "mean"]
+    assert list(tab.columns) == ["mean", "class 0", "class 1"]
     assert tab.index.get_level_values(1).tolist() == ["plain logistic", "balanced logistic",
                                                        f"{T.ORACLE}: upper bound, not a result", "paper A (mnist)"]
     assert tab.loc[("proposed 10%", "balanced logistic"), "class 0"] == "81.25 ± 8.84"

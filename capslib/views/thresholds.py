@@ -95,7 +95,7 @@ def rule_means(long: pd.DataFrame) -> pd.DataFrame:
 
 def rule_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Accuracy % of the proposed rows under each rule beside paper A's: rows (row, rule or
-    paper), columns the normal classes that ran and the mean over the classes both have.
+    paper), columns the mean over the classes both have, then the normal classes that ran.
     Values are the mean over seeds (± the std with two or more seeds)."""
     d = long[long["dataset"] == dataset]
     if d.empty:
@@ -120,7 +120,7 @@ def rule_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
     out = pd.DataFrame.from_dict(records, orient="index")
     out.index = pd.MultiIndex.from_tuples(out.index, names=["row", "threshold rule"])
     out.columns = [f"class {c}" for c in classes_all] + ["mean"]
-    return out
+    return out[["mean"] + [f"class {c}" for c in classes_all]]   # the mean beside the row's name, in view
 
 
 def _mean_text(text: str, m: dict) -> str:

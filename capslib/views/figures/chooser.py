@@ -100,6 +100,8 @@ class Chooser:
     # ------------------------------------------------------------------ display
     def html(self) -> str:
         """The page's markup: a container, the payload as JSON, and the script that draws it."""
+        if not self.choices():
+            return f"<p><em>No finished cell to show here ({self.kind}).</em></p>"
         doc = json.dumps({"kind": self.kind, "payload": self.payload, "layout": self.layout},
                          separators=(",", ":"), allow_nan=False)
         uid = "capslib-chooser-" + hashlib.sha1(doc.encode()).hexdigest()[:12]
