@@ -8,6 +8,28 @@ import time
 from capslib.core.config import FastOptions
 
 
+def group_size_arg(text: str):
+    """``--group-size``: one size for every fast-path group ('16'), or one per protocol
+    ('imbalanced=32,novelty=16', what the GPU window's pick prints; a protocol left out
+    keeps the default, 8)."""
+    import argparse
+    from capslib.core.config import PROTOCOLS
+    try:
+        if "=" not in text:
+            sizes = int(text)
+        else:
+            sizes = {k.strip(): int(v) for k, v in (part.split("=", 1) for part in text.split(",") if part.strip())}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor protocol=size pairs "
+                                         "(imbalanced=32,novelty=16)") from None
+    unknown = [k for k in (sizes if isinstance(sizes, dict) else ()) if k not in PROTOCOLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown protocol {unknown[0]!r}; choose among {', '.join(PROTOCOLS)}")
+    if min(sizes.values() if isinstance(sizes, dict) else [sizes], default=0) < 1:
+        raise argparse.ArgumentTypeError(f"group sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def grid_from_args(args):
     from capslib.study.params import GridRequest
     return GridRequest.from_args(args).grid()

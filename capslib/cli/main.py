@@ -9,7 +9,7 @@ from capslib.run.cluster import add_flags as add_engine_flags
 from capslib.run.store.root import RESULTS_ENV, results_root
 from capslib.core.config import MAX_ATTEMPTS, FastOptions
 
-from capslib.cli.grid import cmd_download, cmd_pack_data, cmd_run, cmd_status
+from capslib.cli.grid import cmd_download, cmd_pack_data, cmd_run, cmd_status, group_size_arg
 from capslib.cli.detect import DETECTOR_COMMANDS, add_detector_commands
 from capslib.cli import logs
 
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--no-progress", action="store_true")
             s.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                            help="train CapsNet cells in stacked groups (default: on for cuda, off for cpu)")
-            s.add_argument("--group-size", type=int, default=8, help="models per fast-path group (default 8)")
+            s.add_argument("--group-size", type=group_size_arg, default=8, metavar="N|PROTOCOL=N,...",
+                           help="models per fast-path group: one size (default 8) or one per protocol, "
+                                "e.g. imbalanced=32,novelty=16 (the GPU window's pick prints it)")
             FastOptions.add_flags(s)
             s.add_argument("--finished-list", default=None, metavar="FILE",
                            help="cell ids finished elsewhere, one per line: skipped (a GPU slot's run, "

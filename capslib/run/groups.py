@@ -9,7 +9,7 @@ an executor as a :class:`capslib.run.execute.GroupUnit`; the runner writes the c
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Mapping, Sequence, Union
 
 import torch
 
@@ -35,18 +35,31 @@ def group_key(spec: CellSpec) -> tuple:
     return (r.protocol, r.dataset, k, r.batch_size, r.epochs, r.lr, r.lr_decay)
 
 
-def plan_groups(cells: Sequence[CellSpec], group_size: int = DEFAULT_GROUP_SIZE) -> list[list[CellSpec]]:
+def group_limit(group_size: Union[int, Mapping[str, int]], protocol: str) -> int:
+    """The most models of one group of ``protocol``: ``group_size`` itself, or its entry for
+    the protocol (:data:`DEFAULT_GROUP_SIZE` where it names none)."""
+    n = group_size.get(protocol, DEFAULT_GROUP_SIZE) if isinstance(group_size, Mapping) else group_size
+    if n < 1:
+        raise ConfigError(f"group size must be >= 1, got {n}")
+    return n
+
+
+def plan_groups(cells: Sequence[CellSpec], group_size: Union[int, Mapping[str, int]] = DEFAULT_GROUP_SIZE
+                ) -> list[list[CellSpec]]:
     """The CapsNet cells in groups of at most ``group_size`` with one :func:`group_key`, each
     group placed where its first cell is in ``cells``: a group fills with the next cells of
-    its key, so the order given (the profile's priority) is kept group by group."""
-    if group_size < 1:
-        raise ConfigError(f"group size must be >= 1, got {group_size}")
+    its key, so the order given (the profile's priority) is kept group by group.
+    ``group_size``: one size, or one per protocol ({'imbalanced': 32, 'novelty': 16}: paper
+    A's and paper B's networks differ in size, and so does the group the device fits)."""
+    for protocol in (group_size if isinstance(group_size, Mapping) else ("",)):
+        group_limit(group_size, protocol)                 # a size below 1: one line, before any grouping
     groups: list[list[CellSpec]] = []
     open_group: dict[tuple, list[CellSpec]] = {}
     for c in cells:
-        g = open_group.get(group_key(c))
-        if g is None or len(g) >= group_size:
-            g = open_group[group_key(c)] = []
+        key = group_key(c)
+        g = open_group.get(key)
+        if g is None or len(g) >= group_limit(group_size, key[0]):
+            g = open_group[key] = []
             groups.append(g)
         g.append(c)
     return groups

@@ -160,10 +160,11 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     """Run every missing cell, in the order given. Returns {'ran': [...], 'skipped': [...],
     'failed': {id: msg}, 'deferred': [...], 'paused': {id: 'epoch k/N'}, 'elsewhere': [...]}.
 
-    ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models
-    (:mod:`capslib.run.groups`) with ``fast_options`` (:class:`capslib.core.config.FastOptions`);
-    None = on when the device is CUDA. ``precision``: the plain path's CapsNets, fp32 or
-    bf16 (None: bf16 where the device has it natively). ``time_budget`` (seconds): leave
+    ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models (one
+    size, or one per protocol: :func:`capslib.run.groups.plan_groups`) with ``fast_options``
+    (:class:`capslib.core.config.FastOptions`); None = on when the device is CUDA.
+    ``precision``: the plain path's CapsNets, fp32 or bf16 (None: bf16 where the device has
+    it natively). ``time_budget`` (seconds): leave
     the cells that would not finish in time for the next run ('deferred'); a CapsNet cell
     in training pauses at an epoch boundary ('paused') and the next run resumes it from
     its checkpoint, as it resumes any cell a killed run left in flight. ``executor``: who
