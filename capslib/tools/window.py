@@ -1,32 +1,38 @@
-"""The first minute and a half of a GPU window: which way of training is fastest *and*
-sound on this device? (``python -m capslib.tools.window pick``, called by scripts/gpu_window.sh.)
+"""The first minutes of a GPU window: which way of training is fastest *and* sound on this
+device, and how many models a stacked group should hold? (``python -m capslib.tools.window
+pick``, called by scripts/gpu_window.sh.)
 
 Each candidate (:data:`CANDIDATES`: the fast path's switch sets, plus the plain path)
 is timed on paper A's setting (K = 2, batch 32; the fast path with ``models`` stacked
-models) with :mod:`capslib.tools.bench`'s timers. The fastest fast-path candidate is then
-checked on two real cells of the embedded digits (paper A, class 1, 10%, standard and
-proposed; a few epochs): its losses must be finite and fall from the first epoch to the
-last, and its AUROCs must lie within ``tolerance`` of the plain path's on the same cells.
-If it fails, the next fastest is checked. The decision is ``fast`` (with its switches) or,
-when no fast candidate is sound or the plain path is faster, ``plain-workers``: several
+models) with :mod:`capslib.tools.bench`'s timers. For the fastest fast-path candidate,
+:func:`capslib.tools.groupsize.choose_group` then sizes the groups of each paper (paper A
+K = 2, batch 32; paper B K = 9, batch 100): groups of 8, 16, 32 and 64 models, each
+estimated for device memory first (the sizes that cannot fit are skipped), timed, and the
+fastest checked on real cells of the embedded digits trained inside a group of that size
+(paper A class 1 at 10%, standard and proposed; paper B held out 2 and 9; a few epochs):
+its losses must be finite and fall from the first epoch to the last, and its AUROCs must
+lie within ``tolerance`` of the plain path's. If it fails, the next fastest size is
+checked; if a paper has no sound size, the next fastest switch set is tried. The decision
+is ``fast`` (with its switches and ``--group-size imbalanced=N,novelty=M``) or, when no
+fast candidate is sound or the plain path is faster, ``plain-workers``: several
 plain-path processes on the same GPU, which share the grid through the store's claims.
-Everything is written to ``<out>/window-<device>-<date>.json``; the last line printed
-is the decision, as run options.
+Everything, every measured group size included, is written to
+``<out>/window-<device>-<date>.json``; the last line printed is the decision, as run options.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
+from typing import Optional
 
 import torch
 
-from capslib.core.config import CellSpec, FastOptions
+from capslib.core.config import FastOptions
 from capslib.core.provenance import write_report
+from capslib.tools.groupsize import GROUP_SIZES, SETTINGS, choose_group
+from capslib.train.stacked_memory import device_memory
 
 CANDIDATES: dict[str, FastOptions] = {
     "bf16": FastOptions(bf16=True),
@@ -43,45 +49,29 @@ def run_flags(options: FastOptions) -> list[str]:
     return [f"--{n.replace('_', '-')}" for n in FastOptions.SWITCHES if getattr(options, n)]
 
 
-def soundness(options: FastOptions, device: torch.device, epochs: int = 3, tolerance: float = 0.05) -> dict:
-    """Train two digits cells on the fast path with ``options`` and on the plain path
-    (fp32); sound when every fast loss is finite, the final loss is below the first
-    epoch's, and every AUROC is within ``tolerance`` of the plain path's."""
-    from capslib.run.runner import run_grid
-    from capslib.run.store.results import ResultsStore
-    cells = [CellSpec("imbalanced", "digits", variant=v, normal_class=1, anomaly_fraction=0.1, seed=0, epochs=e)
-             for v in ("standard", "proposed") for e in (1, epochs)]
-    rows, losses = {}, {}
-    with tempfile.TemporaryDirectory(prefix="window-") as tmp:
-        for path, fast in (("fast", True), ("plain", False)):
-            store = ResultsStore(Path(tmp) / path, "window")
-            rep = run_grid(cells, store, device=device, show_progress=False, fast=fast, fast_options=options,
-                           precision="fp32", out=open(os.devnull, "w"))
-            if rep["failed"]:
-                return {"sound": False, "why": f"{path} path: {next(iter(rep['failed'].values()))}"}
-            rows[path] = {(r["cell_id"], r["score"]): r["auroc"] for r in store.rows()}
-            losses[path] = {c.cell_id: store.load_cell(c)["info"]["final_loss"] for c in cells}
-    fl = losses["fast"]
-    if not all(math.isfinite(v) for v in fl.values()):
-        return {"sound": False, "why": "a fast-path loss is not finite", "losses": fl}
-    pairs = [(fl[cells[i].cell_id], fl[cells[i + 1].cell_id]) for i in (0, 2)]    # (1 epoch, `epochs` epochs)
-    if not all(last < first for first, last in pairs):
-        return {"sound": False, "why": f"fast-path loss did not fall over {epochs} epochs: {pairs}", "losses": fl}
-    diffs = {f"{cid} {s}": abs(rows["fast"][cid, s] - a) for (cid, s), a in rows["plain"].items()
-             if (cid, s) in rows["fast"] and cid.endswith(f"-e{epochs}-b32")}
-    worst = max(diffs.values())
-    return {"sound": worst <= tolerance, "why": f"largest |AUROC fast − plain| {worst:.4f} (tolerance {tolerance})",
-            "losses": fl, "auroc_abs_diff": diffs}
+def group_flag(sizes: dict[str, int]) -> str:
+    """``--group-size``'s value for per-paper sizes: 'imbalanced=32,novelty=16'."""
+    return ",".join(f"{protocol}={n}" for protocol, n in sizes.items())
 
 
-def pick(device: torch.device, steps: int, models: int, names=None) -> dict:
-    """Time every candidate, then check the fastest for soundness (next fastest on
-    failure); returns the report with ``decision`` ('fast' | 'plain-workers') and
-    ``flags`` (the run options of the decision)."""
+def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_SIZES,
+         memory_bytes: Optional[int] = None, seconds: Optional[float] = None, settings=None) -> dict:
+    """Time every candidate; for the fastest, size each paper's groups (next fastest switch
+    set when a paper has no sound size); returns the report with ``decision`` ('fast' |
+    'plain-workers'), ``flags`` (the run options of the decision) and, per switch set tried,
+    ``groups`` (:func:`capslib.tools.groupsize.choose_group`'s report per paper).
+    ``memory_bytes``: the device memory the group sizes must fit in where the device does
+    not say (CUDA's own is used there; None: unlimited). ``seconds``: after this, time no
+    further group size once one of a paper has been. ``settings``: {protocol: Setting}
+    (default :data:`capslib.tools.groupsize.SETTINGS`)."""
     from capslib.tools.bench.timers import time_fast, time_plain
     names = list(names or (CANDIDATES if device.type == "cuda" else CPU_CANDIDATES))
+    settings = settings or SETTINGS
     t0 = time.perf_counter()
-    report = {"device": str(device), "steps": steps, "models": models, "timings": {}, "checks": {}}
+    deadline = None if seconds is None else time.monotonic() + seconds
+    device_bytes = device_memory(device, memory_bytes)
+    report = {"device": str(device), "steps": steps, "models": models, "device_bytes": device_bytes,
+              "group_sizes_tried": list(sizes), "timings": {}, "checks": {}, "groups": {}}
     plain = time_plain(2, 32, True, steps, 1, device, "bf16" if device.type == "cuda" else "fp32")
     report["timings"]["plain"] = plain
     for name in names:
@@ -101,12 +91,17 @@ def pick(device: torch.device, steps: int, models: int, names=None) -> dict:
                          f"candidate {ranked[0]} ({report['timings'][ranked[0]]['images_per_s']:.0f} images/s)")
     else:
         for name in ranked[:2]:
-            check = soundness(CANDIDATES[name], device)
-            report["checks"][name] = check
-            if check["sound"]:
-                report.update(decision="fast", chosen=name, flags=["--fast", *run_flags(CANDIDATES[name])],
+            groups = report["groups"][name] = {
+                protocol: choose_group(setting, CANDIDATES[name], device, sizes, steps, device_bytes, deadline=deadline)
+                for protocol, setting in settings.items()}
+            chosen = {protocol: g["chosen"] for protocol, g in groups.items()}
+            sound = all(n is not None for n in chosen.values())
+            report["checks"][name] = {"sound": sound, "why": "; ".join(f"{p}: {g['why']}" for p, g in groups.items())}
+            if sound:
+                report.update(decision="fast", chosen=name, group_sizes=chosen,
+                              flags=["--fast", *run_flags(CANDIDATES[name]), "--group-size", group_flag(chosen)],
                               why=f"{name}: {report['timings'][name]['images_per_s']:.0f} images/s against the "
-                                  f"plain path's {plain['images_per_s']:.0f}; {check['why']}")
+                                  f"plain path's {plain['images_per_s']:.0f}; {report['checks'][name]['why']}")
                 break
         else:
             report["why"] = "no fast candidate passed the check: " + "; ".join(
@@ -120,8 +115,15 @@ def main(argv=None) -> int:
     p.add_argument("action", choices=["pick"])
     p.add_argument("--device", default=None)
     p.add_argument("--steps", type=int, default=None, help="timed steps per candidate (default: cuda 30, cpu 2)")
-    p.add_argument("--models", type=int, default=8, help="stacked models in the fast timings")
+    p.add_argument("--models", type=int, default=8, help="stacked models in the switch sets' timings")
     p.add_argument("--candidates", default=None, help="comma list of CANDIDATES names")
+    p.add_argument("--groups", default=",".join(map(str, GROUP_SIZES)),
+                   help="comma list of group sizes to try per paper (default %(default)s)")
+    p.add_argument("--memory-gib", type=float, default=None,
+                   help="device memory the groups must fit in where the device does not report it "
+                        "(CUDA reports its own; default: unlimited)")
+    p.add_argument("--seconds", type=float, default=80.0,
+                   help="time no further group size after this (default %(default)s s; the checks still run)")
     p.add_argument("--out", default="results/bench")
     a = p.parse_args(argv)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -130,9 +132,24 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown candidate {unknown[0]!r}; choose among {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2
-    report = pick(device, a.steps or (30 if device.type == "cuda" else 2), a.models, names)
+    try:
+        sizes = [int(n) for n in a.groups.split(",")]
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        print(f"error: --groups must be whole numbers >= 1, comma separated, got {a.groups!r}", file=sys.stderr)
+        return 2
+    memory = None if a.memory_gib is None else int(a.memory_gib * 2 ** 30)
+    report = pick(device, a.steps or (30 if device.type == "cuda" else 2), a.models, names, sizes, memory, a.seconds)
     for name, t in report["timings"].items():
         print(f"{name:32s} " + (f"{t['images_per_s']:9.1f} images/s" if "images_per_s" in t else t["error"]))
+    for name, groups in report["groups"].items():
+        for protocol, g in groups.items():
+            for size, c in g["candidates"].items():
+                what = (f"{c['images_per_s']:9.1f} images/s" if "images_per_s" in c
+                        else c.get("skipped") or c.get("error"))
+                print(f"{name} {protocol} x{size:<3d} (estimate {c['estimate_bytes'] / 2 ** 30:6.2f} GiB) {what}")
+            print(f"{name} {protocol}: {g['why']}")
     path = write_report(a.out, f"window-{device.type}", report)
     print(f"decision: {report['decision']} ({report['why']}); wrote {path}")
     print(" ".join(report["flags"]))
