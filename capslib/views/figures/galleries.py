@@ -50,9 +50,11 @@ class GalleryPanel:
     def _repr_html_(self) -> str:
         if not self.srcs:
             return "<p><em>No gallery: no CapsNet cell of this kind has finished.</em></p>"
-        parts = [f'<p style="margin:0.6em 0 0.2em"><b>{html.escape(t)}</b>: normal | anomalous; top: test images, '
-                 f'bottom: reconstructions</p>{strip_html(src, t)}' for src, t in zip(self.srcs, self.titles)]
-        return '<div class="capslib-gallery">' + "".join(parts) + "</div>"
+        parts = [f'<p style="margin:0.6em 0 0.2em"><b>{html.escape(t)}</b></p>{strip_html(src, t)}'
+                 for src, t in zip(self.srcs, self.titles)]
+        return ('<div class="capslib-gallery"><p><em>Each strip: 8 normal test images left of the red line, 8 '
+                'anomalous ones right of it; top row the images, bottom row what the decoder rebuilt.</em></p>'
+                + "".join(parts) + "</div>")
 
 
 def gallery_panel(store: ResultsStore, cell_ids, titles=None, folder: str | Path = "galleries") -> GalleryPanel:
