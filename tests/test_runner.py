@@ -41,6 +41,7 @@ def cli(capsys, *argv):
     (["run", "--methods", "svm9"], "unknown method 'svm9'"),
     (["status", "--profile", "huge"], "unknown profile"),
     (["run", "--time-budget", "-5"], "time budget must be > 0"),
+    (["run", "--rates", "no-such-window.json"], "--rates no-such-window.json: cannot read it"),
 ])
 def test_bad_input_one_clear_line(capsys, tmp_path, argv, needle):
     code, out, err = cli(capsys, *argv, "--results-root", str(tmp_path))

@@ -50,6 +50,7 @@ def cmd_run(args) -> int:
     a retraining that stalls again makes the next one due, which the same run trains while its
     time budget lasts."""
     from capslib.run.attempts import check_max_attempts, retrains
+    from capslib.run.budget import Rates
     from capslib.run.cluster import from_flags as engine_from_flags
     from capslib.run.runner import run_grid
     from capslib.run.store.results import ResultsStore
@@ -61,25 +62,31 @@ def cmd_run(args) -> int:
     resolve_device(args.device)           # an unknown or absent device: one line, before any work
     skip = finished_elsewhere(args.finished_list) if args.finished_list else set()
     options = FastOptions.from_flags(args)
+    rates = Rates.load(args.rates) if args.rates else None     # a bad file: one line, before any work
     executor = engine_from_flags(args)      # None: the in-process runner
     store = ResultsStore(results_root(args.results_root), args.profile)
     t0 = time.perf_counter()
-    total = {"ran": [], "skipped": None, "failed": {}, "deferred": [], "paused": {}}
+    total = {"ran": [], "skipped": None, "failed": {}, "deferred": [], "paused": {}, "overrun": []}
     cells = grid
     while cells:
         planned = {c.cell_id: c for c in prioritized(retrains(grid, store, attempts) + cells, args.profile)}
         budget = None if args.time_budget is None else args.time_budget - (time.perf_counter() - t0)
         rep = run_grid([c for cid, c in planned.items() if cid not in skip], store, args.data_root, args.device,
                        show_progress=not args.no_progress, fast=args.fast, group_size=args.group_size,
-                       time_budget=budget, fast_options=options, precision=args.precision, executor=executor)
+                       time_budget=budget, fast_options=options, precision=args.precision, executor=executor,
+                       rates=rates)
         total["ran"] += rep["ran"]
         total["failed"].update(rep["failed"])
         total["paused"].update(rep.get("paused", {}))
         total["deferred"] = rep["deferred"]
+        total["overrun"] = rep.get("overrun", [])
         total["skipped"] = rep["skipped"] if total["skipped"] is None else total["skipped"]
         # a retraining that stalled again makes the next attempt due: train it while time lasts
         cells = [] if rep["deferred"] or rep.get("paused") else retrains(grid, store, attempts)
     paused = f" ({len(total['paused'])} paused mid-training, resumable)" if total["paused"] else ""
+    if total["overrun"]:
+        paused += (f" ({sum(len(o['cells']) for o in total['overrun'])} in {len(total['overrun'])} units "
+                   "predicted to end after the budget)")
     print(f"{len(total['ran'])} cells ran, {len(total['skipped'])} already finished, {len(total['failed'])} failed, "
           f"{len(total['deferred'])} left for the next run{paused}, in {time.perf_counter() - t0:.1f} s; "
           f"results in {store.dir}")

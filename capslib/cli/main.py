@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                            help="start no cell or group that would likely end after this; the rest is left "
                                 "for the next run (chunked GPU runs)")
+            s.add_argument("--rates", default=None, metavar="FILE",
+                           help="measured images/s of stacked groups (the GPU window's pick report): with "
+                                "--time-budget, a group predicted to end after it does not start, later ones "
+                                "that fit do")
             add_engine_flags(s)     # --workers / --scheduler: the Dask engine (capslib.run.cluster)
     pk = sub.add_parser("pack-data", help="pack the MNIST family into xz-compressed uint8 files (capslib.data.pack)")
     pk.add_argument("--data-root", default=None, help="where the raw IDX files are (default: $CAPSLIB_DATA)")

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from contextlib import ExitStack
 from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 
-from capslib.core.errors import ConfigError
-
 from capslib.core.config import CellSpec
 from capslib.data.datasets import load_dataset
+from capslib.run.budget import Rates, TimeBudget, describe
 from capslib.run.execute import CellUnit, Done, Failed, GroupUnit, InProcess, Paused, Unit, epochs_run
 from capslib.study.methods import method_for
 from capslib.data.splits import Split, check_imbalanced, imbalanced_split, novelty_split
@@ -106,33 +104,6 @@ def validate_cells(cells: Iterable[CellSpec], data_root=None) -> None:
                 check_imbalanced(data.y_train, name, c.normal_class, c.anomaly_fraction)
 
 
-class TimeBudget:
-    """For runs that must end by a deadline (a GPU lease's 10-minute commands, a background
-    slice of the grid): start no new unit of work (a cell, or a fast-path group) once it
-    would likely end past ``seconds``, taking each unit to last as long as the longest so
-    far. A resumable cell (checkpointed per epoch) may start while one epoch still fits:
-    it pauses at the last epoch boundary before the deadline."""
-
-    def __init__(self, seconds: Optional[float] = None):
-        if seconds is not None and seconds <= 0:
-            raise ConfigError(f"time budget must be > 0 seconds, got {seconds}")
-        self.seconds, self.t0, self.longest, self.longest_epoch = seconds, time.monotonic(), 0.0, 0.0
-
-    @property
-    def deadline(self) -> Optional[float]:
-        return None if self.seconds is None else self.t0 + self.seconds
-
-    def allows_another(self, resumable: bool = False) -> bool:
-        if self.seconds is None:
-            return True
-        unit = self.longest_epoch if resumable else self.longest
-        return time.monotonic() + unit <= self.deadline
-
-    def record(self, seconds: float, epochs: int = 1) -> None:
-        self.longest = max(self.longest, seconds)
-        self.longest_epoch = max(self.longest_epoch, seconds / max(epochs, 1))
-
-
 def plan(cells: Sequence[CellSpec], store: ResultsStore, data: dict, precision: str, fast: bool,
          group_size: int = 8, fast_options=None) -> list[Unit]:
     """The units of work for ``cells`` (all missing), in their order: with ``fast``, the
@@ -156,9 +127,10 @@ def plan(cells: Sequence[CellSpec], store: ResultsStore, data: dict, precision: 
 def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, device=None,
              show_progress: bool = True, out=sys.stderr, fast: Optional[bool] = None, group_size: int = 8,
              time_budget: Optional[float] = None, fast_options=None, precision: Optional[str] = None,
-             executor=None) -> dict:
+             executor=None, rates: Optional[Rates] = None) -> dict:
     """Run every missing cell, in the order given. Returns {'ran': [...], 'skipped': [...],
-    'failed': {id: msg}, 'deferred': [...], 'paused': {id: 'epoch k/N'}, 'elsewhere': [...]}.
+    'failed': {id: msg}, 'deferred': [...], 'paused': {id: 'epoch k/N'}, 'elsewhere': [...],
+    'overrun': [{'cells', 'predicted_s', 'left_s', 'what'}, ...]}.
 
     ``fast``: train the CapsNet cells in groups of up to ``group_size`` stacked models (one
     size, or one per protocol: :func:`capslib.run.groups.plan_groups`) with ``fast_options``
@@ -167,11 +139,14 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     it natively). ``time_budget`` (seconds): leave
     the cells that would not finish in time for the next run ('deferred'); a CapsNet cell
     in training pauses at an epoch boundary ('paused') and the next run resumes it from
-    its checkpoint, as it resumes any cell a killed run left in flight. ``executor``: who
+    its checkpoint, as it resumes any cell a killed run left in flight. ``rates``
+    (:class:`capslib.run.budget.Rates`, measured images/s): a stacked group predicted to end
+    after the budget does not start, not even as the run's first unit, and later units that
+    fit go on ('overrun': those groups, also in 'deferred'). ``executor``: who
     trains the units (None: :class:`capslib.run.execute.InProcess`; or a
     :class:`capslib.run.cluster.DaskExecutor`); cells another run holds are left to it ('elsewhere').
     ``out``: where the progress bars go; messages go to the module's logger."""
-    budget = TimeBudget(time_budget)
+    budget = TimeBudget(time_budget, rates)
     git_commit()                                # the commit this run starts with, kept for its cells
     dev = torch.device(device) if device is not None else default_device()
     precision = check_precision(precision or default_precision(dev))
@@ -185,7 +160,7 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
     store.rebuild_csv()
     todo = [c for c in cells if not store.is_done(c)]
     report = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)], "failed": {}, "deferred": [],
-              "paused": {}, "elsewhere": []}
+              "paused": {}, "elsewhere": [], "overrun": []}
     if not todo:
         return report
     validate_cells(todo, data_root)
@@ -204,12 +179,16 @@ def run_grid(cells: Sequence[CellSpec], store: ResultsStore, data_root=None, dev
                     _record(o, unit, store, dev, report)
             finally:
                 claims.pop(id(unit)).close()
-            budget.record(seconds, max(map(epochs_run, outcomes), default=1) if unit.resumable else 1)
+            budget.record(seconds, max(map(epochs_run, outcomes), default=1) if unit.resumable else 1, unit)
             bar.finished(len(outcomes))
     finally:
         for stack in claims.values():
             stack.close()
         bar.close()
+    if report["overrun"]:
+        log.info("skipped %d units predicted to end after the budget (images to train / measured images/s, "
+                 "x%.2f), left for the next run: %s", len(report["overrun"]), budget.factor,
+                 "; ".join(o["what"] for o in report["overrun"]))
     if report["deferred"]:
         log.info("time budget of %g s: %d cells left for the next run", time_budget, len(report["deferred"]))
     return report
@@ -223,8 +202,13 @@ def _admitted(units: Iterable[Unit], store: ResultsStore, budget: TimeBudget, re
     written the unit's outcomes."""
     for unit in units:
         ids = [s.cell_id for s in unit.specs]
-        if not budget.allows_another(unit.resumable):
+        fits, predicted = budget.admits(unit)
+        if not fits:
             report["deferred"].extend(ids)
+            if predicted is not None:
+                left = budget.left()
+                report["overrun"].append({"cells": ids, "predicted_s": round(predicted, 1), "left_s": round(left, 1),
+                                          "what": describe(unit, predicted, left)})
             bar.skipped(len(ids))
             continue
         stack = ExitStack()
