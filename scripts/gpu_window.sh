@@ -11,22 +11,33 @@
 #   here:   bash scripts/gpu_window.sh restore        # the cell folders back (safe to repeat)
 #           bash scripts/gpu_window.sh unpack <files_at>   # the new cells into results/paper; then commit
 #
-# `window SECONDS` (there): (1) ≤ 90 s: python -m capslib.tools.window pick times the plain path
-# and the fast path's switch sets (bf16, channels-last, CUDA graphs, tf32) on paper A's
-# setting, checks the fastest on two real digits cells (losses finite and falling, AUROCs
-# within 0.05 of the plain path's), writes results/bench/window-*.json and decides: the fast
-# path with those switches, or plain-path workers; (2) trains the missing paper cells in the
-# grid's priority order (seed 0 of paper A first) with --time-budget, skipping the cells
-# listed in .devdata/finished.txt; if the fast path raises, or was not sound or not faster,
+# `window SECONDS` (there): (1) ≤ WINDOW_PICK_TIMEOUT (180 s): python -m capslib.tools.window
+# pick times the plain path and the fast path's switch sets (bf16, channels-last, CUDA graphs,
+# tf32) on paper A's setting; for the fastest it sizes the stacked groups of each paper (paper A
+# K = 2, batch 32; paper B K = 9, batch 100): groups of 8, 16, 32 and 64 models, those whose
+# memory estimate does not fit skipped, the others timed (images/s; no further size after
+# 80 s), the fastest of each paper checked on real digits cells trained in a group of that
+# size (losses finite and falling, AUROCs within 0.05 of the plain path's). It writes
+# results/bench/window-*.json, every measured rate included, and decides: the fast path with
+# those switches, --group-size imbalanced=N,novelty=M and --rates <that report>, or
+# plain-path workers; (2) trains the missing paper cells in the grid's priority order with
+# --time-budget, skipping the cells listed in .devdata/finished.txt. With --rates no stacked
+# group starts that is predicted to end after the budget ((images per epoch × epochs ×
+# models) / its paper's measured images/s, × 1.2; the first group too): it is left for the
+# next window or the CPUs, later groups that fit (paper A's, smaller ones) go on, and the log
+# names what was skipped. If the fast path raises, or was not sound or not faster,
 # WINDOW_WORKERS (default 4) plain-path processes share the grid through the store's
 # per-cell claims; the log says which ran and why; (3) packs the new cells into
 # $OUT/cells-N.tgz (each under 15 MiB), the benchmark files and the log: at most 8 files.
 # It ends about a minute before SECONDS.
 #
 # The call plan (book/paper.md has it too): start + copy ≈ 1-2 min; the command 530 s (pick
-# ≤ 90 s, training ≈ 400 s, packing ≤ 30 s); files back; ≈ 12 min of the 15. At the rate the
-# CPU extrapolates nothing fits; at 15-20% of the H200's bf16 peak (≈ 1.2 GFLOP per training
-# image, ≈ 790 TFLOP/s) 400 s train ≈ 40-50 M images, about one seed of the whole grid.
+# ≤ 180 s, training the rest less a minute for packing, packing ≤ 30 s); files back; ≈ 12 min
+# of the 15. At the rate the CPU extrapolates nothing fits; at 15-20% of the H200's bf16 peak
+# (≈ 1.2 GFLOP per training image, ≈ 790 TFLOP/s) 400 s train ≈ 40-50 M images, about one
+# seed of the whole grid. At the 17-18k images/s measured so far (paper A's setting) a group
+# of eight paper-B MNIST cells (8 × 20 epochs × ≈ 54k images) would take ≈ 480 s, more than
+# a window's training: --rates leaves such groups for later instead of losing the window.
 #
 # What travels: what a training run reads, that is the tree without results/*/cells and without
 # the folders in TREE_STASH (the book, the notebooks, the tests: moved out with the cells and
@@ -37,7 +48,7 @@
 #
 # Environment: CAPSLIB_DATA (raw MNIST-family files, for the pack), WINDOW_DEVICE (default
 # cuda), WINDOW_PROFILE (default paper), WINDOW_WORKERS (default 4), WINDOW_PICK_ARGS (extra
-# options of `python -m capslib.tools.window pick`), WINDOW_PICK_TIMEOUT (default 120 s), WINDOW_STASH (where
+# options of `python -m capslib.tools.window pick`), WINDOW_PICK_TIMEOUT (default 180 s), WINDOW_STASH (where
 # `prepare` moves the cell folders; default ../.capslib-window-stash). Extra arguments after
 # SECONDS go to `python -m capslib run` (the CPU dry run in tests/test_gpu_window.py uses
 # them for one-epoch digits cells).
@@ -139,11 +150,11 @@ window)
     (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi") >> "$log"
     flags="--no-fast"
     # shellcheck disable=SC2086
-    if timeout "${WINDOW_PICK_TIMEOUT:-120}" $PY -m capslib.tools.window pick --device "$device" --out results/bench ${WINDOW_PICK_ARGS:-} >> "$log" 2>&1; then
+    if timeout "${WINDOW_PICK_TIMEOUT:-180}" $PY -m capslib.tools.window pick --device "$device" --out results/bench ${WINDOW_PICK_ARGS:-} >> "$log" 2>&1; then
         flags="$(tail -n 1 "$log")"
         say "pick: $(grep '^decision:' "$log" | tail -n 1)"
     else
-        say "pick failed or ran past ${WINDOW_PICK_TIMEOUT:-120} s (see above): plain-path workers"
+        say "pick failed or ran past ${WINDOW_PICK_TIMEOUT:-180} s (see above): plain-path workers"
     fi
     run_args() {                                        # `run`'s options, with the time left now
         left=$(( budget - ($(date +%s) - t0) - 60 ))      # a minute for packing

@@ -35,6 +35,7 @@ def test_time_group_trains_the_group_and_times_the_second_chunk():
     t = time_group(SMALL["novelty"], 3, CPU, FastOptions(), steps=2)
     assert t["models"] == 3 and t["steps"] == 2 and t["images"] == 2 * 100 * 3
     assert t["seconds"] > 0 and t["images_per_s"] == pytest.approx(t["images"] / t["seconds"])
+    assert t["start_seconds"] >= 0
 
 
 def test_sizes_that_do_not_fit_are_skipped_and_the_fastest_sound_size_is_chosen():
@@ -103,7 +104,8 @@ def test_pick_writes_every_measured_size_and_prints_the_sizes_as_run_options(mon
     assert window.main(["pick", "--device", "cpu", "--steps", "1", "--candidates", "bf16,bf16+channels-last",
                         "--groups", "2,3,8", "--memory-gib", f"{gib:.6f}", "--out", str(tmp_path)]) == 0
     flags = capsys.readouterr().out.strip().splitlines()[-1].split()
-    report = json.loads(next(tmp_path.glob("window-cpu-*.json")).read_text())
+    path = next(tmp_path.glob("window-cpu-*.json"))
+    report = json.loads(path.read_text())
     assert report["decision"] == "fast" and report["chosen"] == "bf16+channels-last"
     assert report["checks"]["bf16"]["sound"] is False and list(report["groups"]) == ["bf16", "bf16+channels-last"]
     groups = report["groups"]["bf16+channels-last"]
@@ -115,9 +117,42 @@ def test_pick_writes_every_measured_size_and_prints_the_sizes_as_run_options(mon
             assert c["estimate_bytes"] > 0 and ("images_per_s" in c or "skipped" in c)
     sizes = report["group_sizes"]
     assert flags == ["--fast", "--bf16", "--channels-last", "--group-size",
-                     f"imbalanced={sizes['imbalanced']},novelty={sizes['novelty']}"]
+                     f"imbalanced={sizes['imbalanced']},novelty={sizes['novelty']}", "--rates", str(path)]
     from capslib.cli.main import build_parser
-    assert build_parser().parse_args(["run", *flags]).group_size == sizes
+    from capslib.run.budget import Rates
+    args = build_parser().parse_args(["run", *flags])
+    assert args.group_size == sizes
+    # the run's time budget reads every timed size of the chosen switch set
+    assert Rates.load(args.rates).table == {
+        protocol: {int(s): {"images_per_s": c["images_per_s"], "start_seconds": c["start_seconds"]}
+                   for s, c in g["candidates"].items() if "images_per_s" in c} for protocol, g in groups.items()}
+
+
+def test_the_picks_rates_reach_the_runs_time_budget(monkeypatch, tmp_path, tiny_splits, capsys):
+    """pick's last line, as the window passes it, to `capslib run --time-budget`: paper A's
+    group is measured so slow that it is predicted to end after the budget, so the run starts
+    without it (though first in the order), trains paper B's cell after it, and says why
+    (one full-size CapsNet on 30 digits, one epoch: seconds on a CPU)."""
+    from capslib.cli.main import main as capslib_main
+    from capslib.run.store.results import ResultsStore
+    from capslib.tools import window
+    _stub_timers(monkeypatch)
+    speed = {"imbalanced": 0.1, "novelty": 1e9}                     # images/s
+    monkeypatch.setattr(groupsize, "time_group", lambda setting, size, *a: {
+        "images_per_s": speed[setting.protocol], "start_seconds": 0.0})
+    monkeypatch.setattr(groupsize, "soundness", lambda *a: {"sound": True, "why": "stub"})
+    assert window.main(["pick", "--device", "cpu", "--steps", "1", "--candidates", "bf16", "--groups", "8",
+                        "--out", str(tmp_path / "bench")]) == 0
+    flags = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert flags[-2] == "--rates"
+    rc = capslib_main(["run", "--profile", "quick", "--device", "cpu", "--classes", "1", "--fractions", "0.1",
+                       "--methods", "capsnet", "--epochs", "1", "--no-progress", "--max-attempts", "1",
+                       "--results-root", str(tmp_path), "--time-budget", "300", *flags])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert ResultsStore(tmp_path, "quick").finished_ids() == ["novelty-digits-capsnet-h1-s0-e1-b32"]
+    assert "skipped 1 units predicted to end after the budget" in out.err and "imbalanced-digits x2" in out.err
+    assert "2 left for the next run (2 in 1 units predicted to end after the budget)" in out.out
 
 
 @pytest.mark.slow

@@ -50,9 +50,11 @@ SETTINGS = {"imbalanced": Setting("imbalanced", 2, 32, True),     # paper A: nor
 
 def time_group(setting: Setting, models: int, device: torch.device, options: FastOptions, steps: int) -> dict:
     """Train ``models`` stacked models of ``setting`` for two chunks of ``steps`` steps (the
-    first a warm-up: kernel choice, compilation); images/s of the second chunk, and on CUDA
-    the peak memory of the whole run. One network's weights serve every model: the speed
-    does not depend on their values."""
+    first a warm-up: kernel choice, compilation); images/s of the second chunk,
+    ``start_seconds`` (what the warm-up chunk took beyond its steps at that speed: moving the
+    data, compiling; a group's one-off cost, which the run's time budget adds per group), and
+    on CUDA the peak memory of the whole run. One network's weights serve every model: the
+    speed does not depend on their values."""
     cfg, B = setting.capsnet_config(), setting.batch
     torch.manual_seed(0)
     model = CapsNet(cfg)
@@ -69,10 +71,13 @@ def time_group(setting: Setting, models: int, device: torch.device, options: Fas
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    synchronize(device)
+    begin = time.perf_counter()
     train_stacked(jobs, images, device, replace(options, chunk_steps=steps), progress=progress)
     (d0, t0), (d1, t1) = stamps[0], stamps[-1]
     out = {"models": models, "steps": d1 - d0, "images": (d1 - d0) * B * models, "seconds": t1 - t0,
-           "images_per_s": (d1 - d0) * B * models / (t1 - t0)}
+           "images_per_s": (d1 - d0) * B * models / (t1 - t0),
+           "start_seconds": max(0.0, (t0 - begin) - (t1 - t0) * d0 / (d1 - d0))}
     if device.type == "cuda":
         out["peak_bytes"] = torch.cuda.max_memory_allocated(device)
     return out

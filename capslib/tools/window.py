@@ -17,7 +17,11 @@ is ``fast`` (with its switches and ``--group-size imbalanced=N,novelty=M``) or, 
 fast candidate is sound or the plain path is faster, ``plain-workers``: several
 plain-path processes on the same GPU, which share the grid through the store's claims.
 Everything, every measured group size included, is written to
-``<out>/window-<device>-<date>.json``; the last line printed is the decision, as run options.
+``<out>/window-<device>-<date>.json``, with ``rates``: the chosen switch set's images/s (and
+a group's start-up seconds) per paper and measured group size. The last line printed is the
+decision, as run options; for the fast path it ends with ``--rates <that report>``, so that
+the run's time budget starts no group predicted to end after it
+(:class:`capslib.run.budget.TimeBudget`).
 """
 from __future__ import annotations
 
@@ -54,12 +58,21 @@ def group_flag(sizes: dict[str, int]) -> str:
     return ",".join(f"{protocol}={n}" for protocol, n in sizes.items())
 
 
+def rates_of(groups: dict) -> dict:
+    """The run's ``--rates`` table from one switch set's group reports: {protocol: {size:
+    {'images_per_s', 'start_seconds'}}}, every timed size (:class:`capslib.run.budget.Rates`)."""
+    return {protocol: {size: {"images_per_s": c["images_per_s"], "start_seconds": c.get("start_seconds", 0.0)}
+                       for size, c in g["candidates"].items() if "images_per_s" in c}
+            for protocol, g in groups.items()}
+
+
 def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_SIZES,
          memory_bytes: Optional[int] = None, seconds: Optional[float] = None, settings=None) -> dict:
     """Time every candidate; for the fastest, size each paper's groups (next fastest switch
     set when a paper has no sound size); returns the report with ``decision`` ('fast' |
-    'plain-workers'), ``flags`` (the run options of the decision) and, per switch set tried,
-    ``groups`` (:func:`capslib.tools.groupsize.choose_group`'s report per paper).
+    'plain-workers'), ``flags`` (the run options of the decision), per switch set tried,
+    ``groups`` (:func:`capslib.tools.groupsize.choose_group`'s report per paper), and for the
+    fast path ``rates`` (:func:`rates_of` the chosen switch set's groups).
     ``memory_bytes``: the device memory the group sizes must fit in where the device does
     not say (CUDA's own is used there; None: unlimited). ``seconds``: after this, time no
     further group size once one of a paper has been. ``settings``: {protocol: Setting}
@@ -98,7 +111,7 @@ def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_
             sound = all(n is not None for n in chosen.values())
             report["checks"][name] = {"sound": sound, "why": "; ".join(f"{p}: {g['why']}" for p, g in groups.items())}
             if sound:
-                report.update(decision="fast", chosen=name, group_sizes=chosen,
+                report.update(decision="fast", chosen=name, group_sizes=chosen, rates=rates_of(groups),
                               flags=["--fast", *run_flags(CANDIDATES[name]), "--group-size", group_flag(chosen)],
                               why=f"{name}: {report['timings'][name]['images_per_s']:.0f} images/s against the "
                                   f"plain path's {plain['images_per_s']:.0f}; {report['checks'][name]['why']}")
@@ -151,8 +164,11 @@ def main(argv=None) -> int:
                 print(f"{name} {protocol} x{size:<3d} (estimate {c['estimate_bytes'] / 2 ** 30:6.2f} GiB) {what}")
             print(f"{name} {protocol}: {g['why']}")
     path = write_report(a.out, f"window-{device.type}", report)
+    for protocol, sizes in report.get("rates", {}).items():
+        print(f"rates for the run's time budget, {protocol}: " + ", ".join(
+            f"x{n} {r['images_per_s']:.0f} images/s + {r['start_seconds']:.1f} s start" for n, r in sizes.items()))
     print(f"decision: {report['decision']} ({report['why']}); wrote {path}")
-    print(" ".join(report["flags"]))
+    print(" ".join(report["flags"] + (["--rates", str(path)] if "rates" in report else [])))
     return 0
 
 
