@@ -16,6 +16,17 @@ def digits():
     return load_dataset("digits")
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tensors as small as the shrunken CapsNets' run fastest
+    so, and do not stall behind a busy second core); a module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _checkpoint_cache(tmp_path_factory, monkeypatch):
     """In-flight checkpoints of every test go to a temporary cache, never ~/.cache/capslib."""

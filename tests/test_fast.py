@@ -17,7 +17,8 @@ from capslib.study.protocols import RunContext, run_imbalanced_capsnet, run_nove
 from capslib.train.jobs import CapsNetJob, EvalRequest
 from capslib.run.runner import run_grid, split_for
 from capslib.run.store.results import ResultsStore
-from capslib.train.plain import TrainSettings, evaluate_capsnet, train_capsnet
+from capslib.train.plain import TrainSettings, evaluate_capsnet
+from stacked_helpers import assert_stacked_trains_as_alone
 
 
 def _plain_grads(model, x, y, rmask):
@@ -131,14 +132,7 @@ def test_training_matches_plain_with_ragged_epochs(digits, monkeypatch):
     sizes = (3, 1, 2)                                              # 2, 1 and 1 steps per epoch of 2
     jobs = [_tiny_job(s, n, x, y, (y == 0).float() if s else None) for s, n in enumerate(sizes)]
     ref = [_tiny_job(s, n, x, y, (y == 0).float() if s else None) for s, n in enumerate(sizes)]
-    fits = train_stacked(jobs, x, torch.device("cpu"))
-    for job, r, fit in zip(jobs, ref, fits):
-        plain = train_capsnet(r.model, x[r.train_idx], r.targets, r.settings, r.generator,
-                              decoder_mask=r.decoder_mask, recon_mask=r.recon_mask)
-        assert fit["final_loss"] == pytest.approx(plain["final_loss"], rel=1e-6)
-        # one Adam step moves a weight by ~lr = 1e-3: a wrong batch, mask or step count shows
-        for (name, p), q in zip(job.model.named_parameters(), r.model.parameters()):
-            assert torch.allclose(p, q, rtol=0, atol=1e-6), name
+    assert_stacked_trains_as_alone(jobs, ref, x)
 
 
 def _small_digits(digits, n_train):

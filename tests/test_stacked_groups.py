@@ -8,25 +8,17 @@ import torch
 from capslib.model.capsnet import CapsNet, CapsNetConfig
 from capslib.model.losses import margin_loss, reconstruction_loss
 from capslib.train.jobs import CapsNetJob
-from capslib.train.plain import TrainSettings, model_input, train_capsnet
-from capslib.train.stacked import PARAM_NAMES, StackedAdam, StackedCapsNet, stacked_losses, train_stacked
+from capslib.train.plain import TrainSettings, model_input
+from capslib.train.stacked import PARAM_NAMES, StackedAdam, StackedCapsNet, stacked_losses
+from stacked_helpers import TINY, assert_stacked_trains_as_alone
 
-# 20x20 images, 16 conv1 kernels, 4 primary capsule types (16 primary capsules), a small decoder:
-# every layer of the CapsNet, at a size that trains 32 models in a second or two on a CPU
-TINY = dict(image_size=20, conv_channels=16, primary_types=4, decoder_hidden=(32, 64))
 # float32 tolerances: a model's loss to 1e-6 relative (a few ulps; measured <= 8e-8), each
 # gradient tensor to 5e-6 of its largest entry (measured <= 1e-6): the group sums in another
 # order (one grouped convolution, batched matmuls) than the model alone
 LOSS_RTOL, GRAD_TOL = 1e-6, 5e-6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tensors this small run fastest on one thread (and do not stall behind a busy second core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tensors this small: one thread (tests/conftest.py)
 
 
 def _batch(K: int, G: int, B: int, gen: torch.Generator):
@@ -105,14 +97,7 @@ def test_training_a_large_group_equals_training_each_model_alone(K, G, monkeypat
     monkeypatch.setattr("capslib.train.plain.DECAY_EVERY", 2)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.rand(40, 1, 20, 20, generator=gen).double(), torch.randint(0, 9, (40,), generator=gen)
-    group, alone = _jobs(K, G, x, y), _jobs(K, G, x, y)
-    fits = train_stacked(group, x, torch.device("cpu"))
-    for j, r, fit in zip(group, alone, fits):
-        ref = train_capsnet(r.model, x[r.train_idx], r.targets, r.settings, r.generator,
-                            decoder_mask=r.decoder_mask, recon_mask=r.recon_mask)
-        assert fit["final_loss"] == pytest.approx(ref["final_loss"], rel=1e-6)
-        for (name, p), q in zip(j.model.named_parameters(), r.model.parameters()):
-            assert torch.allclose(p, q, rtol=0, atol=1e-6), name
+    assert_stacked_trains_as_alone(_jobs(K, G, x, y), _jobs(K, G, x, y), x)
 
 
 def test_group_sizes_per_protocol_keep_the_priority_order():

@@ -13,17 +13,12 @@ from capslib.train.stacked import StackedAdam, StackedCapsNet, stacked_losses
 from capslib.train.stacked_eval import evaluate_stacked
 from capslib.train.stacked_memory import (device_memory, fits, group_memory, parameter_count,
                                           saved_per_image)
+from stacked_helpers import TINY
 
-TINY = dict(image_size=20, conv_channels=16, primary_types=4, decoder_hidden=(32, 64))
 GIB = 2 ** 30
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tensors this small: one thread (tests/conftest.py)
 
 
 def _group(K: int, M: int, B: int):

@@ -10,18 +10,13 @@ from capslib.core.config import FastOptions
 from capslib.tools import groupsize
 from capslib.tools.groupsize import Setting, choose_group, time_group
 from capslib.train.stacked_memory import group_memory
+from stacked_helpers import TINY
 
-TINY = dict(image_size=20, conv_channels=16, primary_types=4, decoder_hidden=(32, 64))
 SMALL = {"imbalanced": Setting("imbalanced", 2, 32, True, TINY), "novelty": Setting("novelty", 9, 100, False, TINY)}
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")     # tensors this small: one thread (tests/conftest.py)
 
 
 def _between(setting: Setting, small: int, big: int, bf16: bool = False) -> int:
