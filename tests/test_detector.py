@@ -136,13 +136,39 @@ def test_corrupt_or_other_version_model_is_one_line(fitted, tmp_path, capsys, ho
     assert len(err) == 1 and err[0].startswith("error:") and says in err[0]
 
 
-def test_fit_refuses_one_class_in_one_line(tmp_path, capsys):
+def test_fit_on_a_normal_only_folder_states_its_split_and_that_there_is_no_auroc(tmp_path, capsys):
+    """A normal-only folder is paper B on one normal class: it trains on 7 of the 10 images, tests
+    on the other 3, says that without abnormal images there is no AUROC, and keeps the split."""
+    images = tmp_path / "images"
+    g = torch.Generator().manual_seed(0)
+    for i in range(MIN_NORMAL + 2):
+        (images / "normal").mkdir(parents=True, exist_ok=True)
+        save_image(torch.rand(1, 28, 28, generator=g), images / "normal" / f"{i}.png")
+    out = tmp_path / "m"
+    assert main(["fit", str(images), "--out", str(out), "--epochs", "1", "--device", "cpu", "--precision", "fp32",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "paper B (protocol novelty)" in printed and "normal/ (normal): 7 train, 3 test" in printed
+    assert "no abnormal images" in printed and "no AUROC" in printed and "AUROC 0" not in printed
+    meta = json.loads((out / META).read_text())
+    assert meta["protocol"] == "novelty" and meta["classes"] == ["normal"] and meta["test_metrics"] == {}
+    split = meta["data"]["split"]
+    assert (split["n_train"], split["n_test"]) == (7, 3) and split["dirs"]["abnormal_dir"] is None
+    (part,) = split["parts"]
+    assert sorted(part["train"] + part["test"]) == sorted(f"normal/{i}.png" for i in range(MIN_NORMAL + 2))
+    assert main(["score", str(out), str(images), "--csv", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
+    rows = read_csv(tmp_path / "s.csv")
+    assert len(rows) == MIN_NORMAL + 2 and all(np.isfinite(float(r["re"])) for r in rows)
+
+
+def test_fit_asked_for_paper_a_on_normal_images_only_is_one_line(tmp_path, capsys):
     (tmp_path / "normal").mkdir()
     for i in range(MIN_NORMAL):
         save_image(torch.rand(1, 28, 28), tmp_path / "normal" / f"{i}.png")
-    assert main(["fit", str(tmp_path), "--out", str(tmp_path / "m"), "--device", "cpu"]) == 2
+    assert main(["fit", str(tmp_path), "--out", str(tmp_path / "m"), "--device", "cpu", "--protocol",
+                 "imbalanced"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "neither paper" in err[0]
+    assert len(err) == 1 and "no abnormal images" in err[0] and not (tmp_path / "m").exists()
 
 
 def test_export_folder_then_fit_is_the_study_cell(tmp_path, capsys):

@@ -129,9 +129,9 @@ def test_layout_errors_say_what_to_provide(tmp_path):
     for i in range(MIN_NORMAL):
         png(only / "normal" / f"{i}.png")
     with pytest.raises(FolderError) as e:
-        load_folder(only)
+        load_folder(only, protocol="imbalanced")                                # paper A needs a few anomalies
     msg = one_line(e)
-    assert "anomalous/" in msg and "normal/<class>/" in msg and "neither" in msg
+    assert "no abnormal images" in msg and str(only / "abnormal") in msg and "novelty" in msg
     few = paper_a(tmp_path / "c", n_normal=MIN_NORMAL - 1)
     with pytest.raises(FolderError) as e:
         load_folder(few)

@@ -7,10 +7,14 @@ import time
 
 def add_detector_commands(sub) -> None:
     f = sub.add_parser("fit", help="fit a capsule anomaly detector on a folder of your images",
-                       description="FOLDER/normal/ plus a few FOLDER/anomalous/: paper A (two-capsule CapsNet, AS "
-                                   "with a logistic threshold); FOLDER/normal/<class>/ for two classes or more: "
-                                   "paper B (CapsNet classifier, -PP and -RE). Optional FOLDER/test/normal/ and "
-                                   "FOLDER/test/anomalous/; else the test set is drawn with a fixed seed.")
+                       description="anomalib's folder layout. FOLDER/normal/ plus a few FOLDER/abnormal/ (or the "
+                                   "older anomalous/): paper A (two-capsule CapsNet, AS with a logistic threshold; "
+                                   "it trains on a share of the abnormal images). FOLDER/normal/<class>/ for two "
+                                   "classes or more, or FOLDER/normal/ alone: paper B (CapsNet classifier, -PP and "
+                                   "-RE; trained on normal images only, abnormal images tested only; without any "
+                                   "there is no AUROC, only scores). The test set: FOLDER/test/normal/ and "
+                                   "FOLDER/test/abnormal/, or --normal-test-dir, else a share of each folder drawn "
+                                   "with a fixed seed; the split is printed and kept in model.json.")
     f.add_argument("folder")
     f.add_argument("--out", required=True, metavar="MODEL_DIR", help="where model.safetensors and model.json go")
     f.add_argument("--epochs", help="default: the paper's (A: 10, B: 20)")
@@ -18,8 +22,17 @@ def add_detector_commands(sub) -> None:
     f.add_argument("--image-size", default="28", help="square input size in pixels (default 28, at least 17)")
     f.add_argument("--channels", default="1", help="1 grayscale (default), 3 RGB, 2 or 4 with alpha, or keep")
     f.add_argument("--seed", default="0", help="training seed (default 0)")
-    f.add_argument("--test-fraction", default="0.3", help="share of each folder tested when there is no test/")
+    f.add_argument("--test-fraction", default="0.3", help="share of each folder drawn into the test set when there is no test/ nor --normal-test-dir (default 0.3)")
     f.add_argument("--split-seed", default="0", help="seed of that draw (default 0)")
+    f.add_argument("--normal-dir", default="normal", help="subfolder of the normal images (default normal)")
+    f.add_argument("--abnormal-dir", default=None,
+                   help="subfolder of the abnormal images (default abnormal, or anomalous where only that one is there)")
+    f.add_argument("--normal-test-dir", default=None, help="subfolder of normal images to test on only (default none)")
+    f.add_argument("--mask-dir", default=None,
+                   help="anomalib's pixel masks: accepted and not read (the CapsNet scores whole images)")
+    f.add_argument("--protocol", choices=("imbalanced", "novelty"), default=None,
+                   help="default: the one the layout holds; novelty on normal/ plus abnormal/ trains on the "
+                        "normal images alone and tests on the abnormal ones")
     f.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     f.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="the CapsNet's forward pass (default: bf16 where the device has it natively, else fp32)")
@@ -55,6 +68,7 @@ def cmd_fit(args) -> int:
     from capslib.core.config import as_float, as_int
     from capslib.detect.fit import FitSettings, fit
     from capslib.data.folder import Preprocessing, load_folder
+    from capslib.detect.detector import META
     from capslib.detect.files import check_output
     from capslib.train.plain import default_precision
 
@@ -67,20 +81,25 @@ def cmd_fit(args) -> int:
                            seed=as_int("--seed", args.seed), precision=args.precision or default_precision(device))
     data = load_folder(args.folder, Preprocessing(channels, as_int("--image-size", args.image_size)),
                        as_float("--test-fraction", args.test_fraction), as_int("--split-seed", args.split_seed),
-                       skip_unreadable=args.skip_unreadable)
+                       skip_unreadable=args.skip_unreadable, normal_dir=args.normal_dir,
+                       abnormal_dir=args.abnormal_dir, normal_test_dir=args.normal_test_dir, mask_dir=args.mask_dir,
+                       protocol=args.protocol)
     print(data.summary())
+    print("\n".join(data.split_lines()))
     _report_skipped(data.skipped)
     t0 = time.perf_counter()
     det = fit(data, settings, device, progress=not args.no_progress)
     det.save(args.out)
     tr = det.meta["training"]
     print(f"fitted in {time.perf_counter() - t0:.1f} s ({tr['train_seconds']:.1f} s training; {tr['epochs']} epochs, "
-          f"batch {tr['batch_size']}, {tr['precision']}, {det.meta['device']}); model in {args.out}")
+          f"batch {tr['batch_size']}, {tr['precision']}, {det.meta['device']}); model in {args.out} "
+          f"(the split, every file: data.split in {META})")
     for score, m in det.meta["test_metrics"].items():
         acc = f", accuracy {m['accuracy']:.4f} at threshold {m['threshold']:.4g}" if m["accuracy"] == m["accuracy"] else ""
         print(f"  test {score}: AUROC {m['auroc']:.4f}{acc}")
     if not det.meta["test_metrics"]:
-        print("  (the test set holds no anomalies: no AUROC)")
+        print("  no AUROC: the test set does not hold both normal and abnormal images; only scores "
+              f"(`score {args.out} IMAGES`)")
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from capslib.data.folder import FolderData
+from capslib.data.folder import FolderData, FolderDirs
 from capslib.model.scores import score_metrics
 from capslib.train.plain import default_device
 
@@ -31,7 +31,7 @@ def fit(data: FolderData, settings: FitSettings = FitSettings(), device=None, pr
         "preprocessing": {**det.meta["preprocessing"], **data.prep.to_dict(), "resize": "bilinear"},
         "data": {"root": str(data.root), "test_from": data.test_from, "n_train": len(data.train_labels),
                  "n_test_normal": int((data.test_labels == 0).sum()), "n_test_anomalous": int(data.test_labels.sum()),
-                 "skipped": len(data.skipped)},
+                 "skipped": len(data.skipped), "split": data.split_record()},
         "test_metrics": metrics, "request": fit_request(data, settings),
     })
     return det
@@ -39,7 +39,13 @@ def fit(data: FolderData, settings: FitSettings = FitSettings(), device=None, pr
 def fit_request(data: FolderData, settings: FitSettings) -> dict:
     """What a fit was asked (kept in model.json): a saved model is reused only for the same."""
     return {"root": str(data.root.resolve()), "preprocessing": data.prep.to_dict(), "test_from": data.test_from,
-            "settings": asdict(settings)}
+            "settings": asdict(settings), "layout": dict(data.asked)}
+
+
+def saved_request(meta: dict) -> dict:
+    """A saved model's request; one saved before the subfolders could be named was asked for
+    the default names."""
+    return {"layout": FolderDirs().to_dict(), **meta.get("request", {})}
 
 
 def fit_or_load(data: FolderData, model_dir: str | os.PathLike, settings: FitSettings = FitSettings(),
@@ -49,7 +55,7 @@ def fit_or_load(data: FolderData, model_dir: str | os.PathLike, settings: FitSet
     request = fit_request(data, settings)
     if (Path(model_dir) / META).exists():
         det = Detector.load(model_dir, device)
-        differs = [k for k in request if det.meta.get("request", {}).get(k) != request[k]]
+        differs = [k for k in request if saved_request(det.meta).get(k) != request[k]]
         if not differs:
             return det, "loaded"
         if not train:

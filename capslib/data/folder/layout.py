@@ -1,16 +1,38 @@
-"""A folder's layout (anomalib's folder convention) as the data of either paper's protocol: the
-training and test images, their labels, and every file not read."""
+"""A folder of images as the data of either paper's protocol (:mod:`.dirs` names its subfolders,
+as anomalib does, and finds the protocol): the training and test images, their labels, which
+folder each came from and how the split was made, and every file not read."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from capslib.data.folder.images import (FolderError, IMAGE_SUFFIXES, MIN_ANOMALOUS, MIN_NORMAL, PROTOCOLS,
-    Preprocessing, SPLIT_SEED, Skipped, TEST_FRACTION, list_images, read_images)
+from capslib.data.folder.dirs import ABNORMAL_NAMES, FolderDirs, Layout, resolve_layout, shown, under
+from capslib.data.folder.images import (FolderError, MIN_ANOMALOUS, MIN_NORMAL, PROTOCOLS, Preprocessing,
+    SPLIT_SEED, Skipped, TEST_FRACTION, read_images)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One folder's share of the split: its images trained on and tested, and why."""
+    folder: str                       # relative to the root where it lies inside
+    kind: str                         # "normal", a normal class, or "abnormal"
+    how: str                          # "drawn", "train" (the test set is given elsewhere) or "test" (test only)
+    why: str                          # the same in words
+    train: tuple[str, ...]            # its images trained on, relative to the root where inside
+    test: tuple[str, ...]             # and tested
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test)
 
 
 @dataclass
@@ -28,6 +50,10 @@ class FolderData:
     test_paths: list[Path]
     test_from: str                    # "test/" or how the test set was drawn
     skipped: list[Skipped] = field(default_factory=list)
+    asked: dict = field(default_factory=lambda: FolderDirs().to_dict())   # the names and protocol asked for
+    dirs: dict = field(default_factory=dict)            # the folders read (Layout.to_dict)
+    parts: list[Part] = field(default_factory=list)     # each folder's share of the split
+    notes: list[str] = field(default_factory=list)      # what the user should know: masks not read, no AUROC
 
     @property
     def labelled(self) -> bool:
@@ -44,42 +70,25 @@ class FolderData:
                 f"{self.prep.channels} channel(s), {self.prep.image_size}x{self.prep.image_size}; "
                 f"{len(self.skipped)} file(s) skipped")
 
+    def split_lines(self) -> list[str]:
+        """The split, one line per folder (how many images train, how many test, and why),
+        then the notes."""
+        lines = [f"  {p.folder}/ ({p.kind}): {p.n_train} train, {p.n_test} test; {p.why}" for p in self.parts]
+        return lines + [f"  note: {n}" for n in self.notes]
+
+    def split_record(self) -> dict:
+        """The split as the model's metadata keeps it: the names asked, the folders read, and per
+        folder its images trained on and tested (paths relative to the root), with the counts."""
+        parts = [{**asdict(p), "train": list(p.train), "test": list(p.test), "n_train": p.n_train,
+                  "n_test": p.n_test} for p in self.parts]
+        return {"asked": dict(self.asked), "dirs": dict(self.dirs), "test_from": self.test_from,
+                "n_train": len(self.train_paths), "n_test": len(self.test_paths), "parts": parts,
+                "notes": list(self.notes)}
+
 
 def _need(folder: Path, n: int, minimum: int, what: str) -> None:
     if n < minimum:
         raise FolderError(f"{folder}: {n} image(s), fewer than the {minimum} {what}")
-
-
-ONE_CLASS = ("{root}: one normal class and no anomalies, and neither paper's method learns from one class "
-             "alone: add a few anomalous images in {root}/anomalous/ (paper A), or split {root}/normal/ into "
-             "two or more class subfolders {root}/normal/<class>/ (paper B)")
-
-
-def detect_layout(root: Path) -> tuple[str, list[str]]:
-    """("imbalanced", ["normal", "anomalous"]) or ("novelty", [the class subfolders]) from the
-    folders' contents; FolderError when neither paper's layout is there."""
-    normal = root / "normal"
-    if not root.is_dir():
-        raise FolderError(f"{root}: no such folder")
-    if not normal.is_dir():
-        raise FolderError(f"{root}: no normal/ folder; expected normal/ plus anomalous/ (paper A) "
-                          f"or normal/<class>/ subfolders (paper B)")
-    files = [p for p in normal.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    subdirs = sorted(p.name for p in normal.iterdir() if p.is_dir() and list_images(p)[0])
-    has_anomalous = (root / "anomalous").is_dir() and bool(list_images(root / "anomalous", True)[0])
-    if files and subdirs:
-        raise FolderError(f"{normal}: holds both images and class subfolders ({', '.join(subdirs)}); "
-                          f"use one: images (paper A) or subfolders (paper B)")
-    if len(subdirs) >= 2:
-        return "novelty", subdirs
-    if len(subdirs) == 1:
-        raise FolderError(f"{normal}: one class subfolder ({subdirs[0]}); paper B needs two classes or more, "
-                          f"paper A takes the normal images directly in normal/ with a few in anomalous/")
-    if not files:
-        raise FolderError(f"{normal}: no images (PNG, JPEG, BMP or TIFF)")
-    if not has_anomalous:
-        raise FolderError(ONE_CLASS.format(root=root))
-    return "imbalanced", ["normal", "anomalous"]
 
 
 def _draw_test(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -90,54 +99,91 @@ def _draw_test(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
+@dataclass(frozen=True)
+class _Source:
+    folder: Path
+    kind: str
+    train_label: int
+    test_label: int
+    how: str                          # as Part.how
+    minimum: int                      # images needed
+    recursive: bool
+
+
+def _sources(lay: Layout) -> list[_Source]:
+    """Every folder read, in the order of the seeded draws (normal folders, then abnormal)."""
+    given = lay.test is not None or lay.normal_test is not None
+    novelty = lay.protocol == "novelty"
+    out = [_Source(f, lay.classes[i] if novelty else "normal", i if novelty else 0, 0, "train" if given else "drawn",
+                   MIN_NORMAL, False) for i, f in enumerate(lay.normal_folders)]
+    if lay.abnormal is not None:
+        if novelty:                   # paper B trains on normal images only
+            out.append(_Source(lay.abnormal, "abnormal", 1, 1, "test", 1, True))
+        elif lay.test is not None:
+            out.append(_Source(lay.abnormal, "abnormal", 1, 1, "train", 1, True))
+        else:
+            out.append(_Source(lay.abnormal, "abnormal", 1, 1, "drawn", MIN_ANOMALOUS, True))
+    if lay.normal_test is not None:
+        out.append(_Source(lay.normal_test, "normal", 0, 0, "test", 1, True))
+    if lay.test is not None:
+        out += [_Source(lay.test / d, "normal" if d == "normal" else "abnormal", 0, int(d != "normal"), "test", 0, True)
+                for d in ("normal",) + ABNORMAL_NAMES if (lay.test / d).is_dir()]
+    return out
+
+
+def _test_from(lay: Layout, fraction: float, seed: int) -> str:
+    if lay.test is not None:
+        return "test/"
+    if lay.normal_test is not None:
+        drawn = f" and {fraction:g} of {shown(lay.abnormal, lay.root)}/ drawn with seed {seed}" \
+            if lay.protocol == "imbalanced" else ""
+        return f"{shown(lay.normal_test, lay.root)}/{drawn}"
+    return f"{fraction:g} of each folder drawn with seed {seed}"
+
+
+def _no_auroc(test_labels: np.ndarray) -> Optional[str]:
+    n_abnormal = int(test_labels.sum())
+    if n_abnormal == 0:
+        return ("the test set holds no abnormal images: the fit gives scores only, no AUROC (an AUROC needs "
+                "abnormal test images: abnormal/, or test/abnormal/)")
+    if n_abnormal == len(test_labels):
+        return "the test set holds no normal images: the fit gives scores only, no AUROC"
+    return None
+
+
 def load_folder(root: str | os.PathLike, prep: Preprocessing = Preprocessing(), test_fraction: float = TEST_FRACTION,
-                split_seed: int = SPLIT_SEED, skip_unreadable: bool = False) -> FolderData:
-    """Read a folder under the protocol its layout names (see the module's docstring)."""
+                split_seed: int = SPLIT_SEED, skip_unreadable: bool = False, *, normal_dir: str = "normal",
+                abnormal_dir: Optional[str] = None, normal_test_dir: Optional[str] = None,
+                mask_dir: Optional[str] = None, protocol: Optional[str] = None) -> FolderData:
+    """Read a folder under the protocol its layout holds, or ``protocol`` (see :mod:`.dirs`).
+
+    Without a given test set (``normal_test_dir``, or ``test/``) a ``test_fraction`` share of each
+    training folder is drawn into the test set with ``split_seed``; with one, every image of the
+    training folders trains, except paper A's abnormal images next to a ``normal_test_dir``
+    (drawn: paper A trains on some). Paper B's abnormal images are test images only."""
     root = Path(root).expanduser()
     if not 0 < test_fraction < 1:
         raise FolderError(f"test_fraction {test_fraction}: must lie in (0, 1)")
-    protocol, classes = detect_layout(root)
-    skipped = [Skipped(p, "not part of the layout (normal/, anomalous/, test/)")
-               for p in sorted(root.iterdir()) if p.name not in ("normal", "anomalous", "test")]
-    test_dir = root / "test"
-    # (folder, class index, fewest images) of the training folders; paper B's anomalous/ is test data
-    if protocol == "imbalanced":
-        sources = [(root / "normal", 0, MIN_NORMAL), (root / "anomalous", 1, 1 if test_dir.exists() else MIN_ANOMALOUS)]
-    else:
-        sources = [(root / "normal" / c, i, MIN_NORMAL) for i, c in enumerate(classes)]
-    if test_dir.exists() and protocol == "novelty" and (root / "anomalous").exists():
-        raise FolderError(f"{root}: both anomalous/ and test/; for paper B the anomalous images are test "
-                          f"images only: move them into test/anomalous/")
+    asked = FolderDirs(normal_dir, abnormal_dir, normal_test_dir, mask_dir, protocol)
+    lay = resolve_layout(root, asked)
+    tops = {p.relative_to(root).parts[:1] for p in lay.named() if under(p, root)}
+    skipped = [Skipped(p, "not part of the layout (" + ", ".join(f"{shown(d, root)}/" for d in lay.named()) + ")")
+               for p in sorted(root.iterdir()) if (p.name,) not in tops]
+    if lay.test is not None:
+        skipped += [Skipped(p, "not part of test/ (normal/, abnormal/)")
+                    for p in sorted(lay.test.iterdir()) if p.name not in ("normal",) + ABNORMAL_NAMES]
+    sources = _sources(lay)
     rng = np.random.default_rng(split_seed)
-    train, test = [], []                    # (path, label) pairs
-    for folder, label, minimum in sources:
-        paths, skip = list_images(folder, recursive=folder.name == "anomalous")
+    train, test, origin = [], [], {}           # (path, label) pairs; path -> its source's index
+    for i, s in enumerate(sources):
+        paths, skip = lay.images_of(s.folder, s.recursive)
         skipped += skip
-        _need(folder, len(paths), minimum, "needed" + ("" if test_dir.exists() else " to train and test"))
-        if test_dir.exists():
-            train += [(p, label) for p in paths]
-        else:
-            mask = _draw_test(len(paths), test_fraction, rng)
-            train += [(p, label) for p, m in zip(paths, mask) if not m]
-            is_anomaly = int(protocol == "imbalanced" and label == 1)
-            test += [(p, is_anomaly) for p, m in zip(paths, mask) if m]
-    if test_dir.exists():
-        parts = [d for d in ("normal", "anomalous") if (test_dir / d).is_dir()]
-        if not parts:
-            raise FolderError(f"{test_dir}: holds neither normal/ nor anomalous/")
-        skipped += [Skipped(p, "not part of test/ (normal/, anomalous/)")
-                    for p in sorted(test_dir.iterdir()) if p.name not in ("normal", "anomalous")]
-        for d in parts:
-            paths, skip = list_images(test_dir / d, recursive=True)
-            skipped += skip
-            test += [(p, int(d == "anomalous")) for p in paths]
-        test_from = "test/"
-    else:
-        test_from = f"{test_fraction:g} of each folder drawn with seed {split_seed}"
-        if protocol == "novelty" and (root / "anomalous").is_dir():
-            paths, skip = list_images(root / "anomalous", recursive=True)
-            skipped += skip
-            test += [(p, 1) for p in paths]
+        _need(s.folder, len(paths), s.minimum, "needed" + (" to train and test" if s.how == "drawn" else ""))
+        to_test = (_draw_test(len(paths), test_fraction, rng) if s.how == "drawn" else
+                   np.full(len(paths), s.how == "test"))
+        train += [(p, s.train_label) for p, m in zip(paths, to_test) if not m]
+        test += [(p, s.test_label) for p, m in zip(paths, to_test) if m]
+        origin.update((p, i) for p in paths)
     if not test:
         raise FolderError(f"{root}: no test images")
     x_tr, tr_paths, skip_tr = read_images([p for p, _ in train], prep, skip_unreadable)
@@ -148,8 +194,16 @@ def load_folder(root: str | os.PathLike, prep: Preprocessing = Preprocessing(), 
                           f"{channels}; set channels to 1 (grayscale) or 3 (RGB) to convert every file alike")
     label_of = dict(train + test)
     y_tr = np.array([label_of[p] for p in tr_paths], np.int64)
-    for folder, label, _ in sources:   # unreadable files skipped: still one to train on?
-        _need(folder, int((y_tr == label).sum()), 1, "readable ones left to train on")
-    return FolderData(root, protocol, classes, Preprocessing(channels, prep.image_size), x_tr, y_tr, tr_paths,
-                      x_te, np.array([label_of[p] for p in te_paths], np.int64), te_paths, test_from,
-                      skipped + skip_tr + skip_te)
+    y_te = np.array([label_of[p] for p in te_paths], np.int64)
+    for s in sources:                   # unreadable files skipped: still one to train on?
+        if s.how != "test":
+            _need(s.folder, int((y_tr == s.train_label).sum()), 1, "readable ones left to train on")
+    files = lambda paths, i: tuple(shown(p, root) for p in paths if origin[p] == i)
+    why = {"drawn": f"{test_fraction:g} drawn into the test set with seed {split_seed}",
+           "train": "all trained on (the test set is given)", "test": "test images only"}
+    parts = [Part(shown(s.folder, root), s.kind, s.how, why[s.how], files(tr_paths, i), files(te_paths, i))
+             for i, s in enumerate(sources)]
+    notes = list(lay.notes) + [n for n in [_no_auroc(y_te)] if n]
+    return FolderData(root, lay.protocol, list(lay.classes), Preprocessing(channels, prep.image_size), x_tr, y_tr,
+                      tr_paths, x_te, y_te, te_paths, _test_from(lay, test_fraction, split_seed),
+                      skipped + skip_tr + skip_te, asked.to_dict(), lay.to_dict(), parts, notes)
