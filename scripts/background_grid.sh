@@ -22,7 +22,8 @@
 # (commit, device, precision, seconds) is in each cell.json.
 #
 # Environment: CAPSLIB_DATA (the MNIST-family data root; default ~/.cache/capslib/data),
-# PYTHON (default python3), CAPSLIB_GRID_WORKTREE (default /tmp/capslib-grid),
+# PYTHON (default python3), CAPSLIB_GRID_WORKTREE (default /tmp/capslib-grid; a worktree an earlier
+# run left there is replaced, anything else there is refused and kept),
 # CAPSLIB_GRID_LOG (default /tmp/capslib-grid.log), FOREGROUND=1 to wait for the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,8 +46,29 @@ SHA="$(git rev-parse HEAD)"
 if [ -n "$(git status --porcelain --untracked-files=no -- capslib)" ]; then
     echo "note: capslib/ has uncommitted changes; the run uses the committed code of ${SHA:0:12}" >&2
 fi
-# a fresh worktree at this commit (an older one from an earlier session is replaced)
-if [ -e "$WT" ]; then git worktree remove --force "$WT" 2>/dev/null || rm -rf "$WT"; fi
+# A fresh worktree at this commit. What is at $WT already is replaced only when it is what an
+# earlier run of this script left there: a worktree of this repository (in `git worktree list`),
+# not this checkout nor the main one, detached at a commit, holding nothing but git's tracked
+# files and Python's caches. Anything else is refused in one line and left as it is.
+if [ -e "$WT" ] || [ -L "$WT" ]; then
+    refuse() { echo "error: CAPSLIB_GRID_WORKTREE=$WT $1; nothing was removed: name a new path, or remove it yourself" >&2; exit 1; }
+    want="$(cd "$WT" 2>/dev/null && pwd -P)" || refuse "is not a folder"
+    [ "$want" = "$(pwd -P)" ] && refuse "is this checkout"
+    found=""; first=1; path=""
+    while IFS= read -r line; do
+        case "$line" in
+            "worktree "*) path="$(cd "${line#worktree }" 2>/dev/null && pwd -P)" || path="" ;;
+            detached) if [ -n "$path" ] && [ "$path" = "$want" ]; then
+                          [ "$first" = 1 ] && refuse "is the repository's main worktree"; found=1; fi ;;
+            "") first=0; path="" ;;
+        esac
+    done < <(git worktree list --porcelain; echo)
+    [ -n "$found" ] || refuse "is not a detached worktree of this repository (git worktree list)"
+    st="$(git -C "$WT" status --porcelain --ignored --untracked-files=all 2>/dev/null)" || refuse "is not a readable git worktree"
+    own="$(printf '%s\n' "$st" | grep -v -E '^(!! (.*/)?(__pycache__/.*|[^/]*\.py[co]|\.pytest_cache/.*))?$' | head -n 1 || true)"
+    [ -z "$own" ] || refuse "holds changes or files of its own (e.g. ${own:3})"
+    git worktree remove "$WT" 2>/dev/null || refuse "could not be removed by git worktree remove (locked?)"
+fi
 git worktree prune
 git worktree add --detach --quiet "$WT" "$SHA"
 
