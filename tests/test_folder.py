@@ -154,3 +154,26 @@ def test_example_folder_holds_the_cells_images(tmp_path):
     assert len(d.test_labels) == len(split.test_labels) and d.test_labels.sum() == split.test_labels.sum()
     first = np.asarray(Image.open(sorted((root / "normal").iterdir())[0]), np.float32) / 255
     assert np.abs(first - data.x_train[split.train_idx[0], 0].numpy()).max() <= 0.5 / 255 + 1e-6   # 8-bit PNG
+
+
+def test_export_keeps_a_users_empty_folders_and_links(tmp_path):
+    """An export replaces an empty target or its own earlier export; a folder of the user's (an
+    empty one too) or a link in the target is refused and kept, and what a link points to too."""
+    elsewhere = tmp_path / "elsewhere"
+    png(elsewhere / "mine.png")
+    target = tmp_path / "target"
+    (target / "keep").mkdir(parents=True)
+    (target / "link").symlink_to(elsewhere)
+    for how in ("an empty folder and a link", "a link"):
+        with pytest.raises(FolderError) as e:
+            write_example_folder(target, "digits", "imbalanced", 0, 0.1)
+        assert "folder(s) or link(s) export-folder did not write" in one_line(e), how
+        assert (target / "link").is_symlink() and (elsewhere / "mine.png").exists()
+        if (target / "keep").exists():
+            (target / "keep").rmdir()                          # then the link alone
+    (target / "link").unlink()
+    (tmp_path / "to-target").symlink_to(target)               # a link as the target: written where it points
+    assert write_example_folder(tmp_path / "to-target", "digits", "imbalanced", 0, 0.1) == target.resolve()
+    assert (tmp_path / "to-target").is_symlink() and (tmp_path / "to-target" / "normal").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "target", "to-target"]
+    assert (elsewhere / "mine.png").exists()

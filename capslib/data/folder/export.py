@@ -4,7 +4,7 @@ folder trains exactly the cell's data.
 The folder is written beside its target under a temporary name and renamed into place, so an
 interrupted export leaves the target as it was. A target that exists must be empty or an
 earlier export holding only the files it wrote (listed in its :data:`MANIFEST`): a user's own
-files are never deleted."""
+files, folders and links are never deleted."""
 from __future__ import annotations
 
 import json
@@ -23,23 +23,40 @@ from capslib.data.folder.images import FolderError
 MANIFEST = ".capslib-export.json"     # the files an export wrote, relative to its folder
 
 
+def _entries(root: Path) -> tuple[list[str], list[str]]:
+    """The files (links to files included) and the folders (and links to folders, never followed)
+    under ``root``, relative to it and sorted."""
+    files, folders = [], []
+    for where, dirs, names in os.walk(root):            # os.walk follows no link
+        here = Path(where)
+        folders += [str((here / d).relative_to(root)) + ("" if not (here / d).is_symlink() else "@") for d in dirs]
+        files += [str((here / n).relative_to(root)) for n in names]
+    return sorted(files), sorted(folders)
+
+
 def check_export_target(root: Path) -> None:
-    """Refuse, in one line, a target that is a file or holds files an export did not write."""
+    """Refuse, in one line, a target that is a file or holds anything an export did not write:
+    a file, a folder (an empty one too) or a link."""
     if not root.exists():
         return
     if not root.is_dir():
         raise FolderError(f"{root}: a file is there, not a folder; name a new or empty folder")
-    present = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
-    if not present:
+    files, folders = _entries(root)
+    if not files and not folders:
         return
     try:
         written = set(json.loads((root / MANIFEST).read_text())["files"])
     except (OSError, ValueError, KeyError, TypeError):
-        written = None
-    foreign = [f for f in present if f != MANIFEST and (written is None or f not in written)]
+        written = set()
+    foreign = [f for f in files if f != MANIFEST and (f not in written or (root / f).is_symlink())]
     if foreign:
         raise FolderError(f"{root}: holds {len(foreign)} file(s) export-folder did not write (e.g. {foreign[0]}); "
                           "nothing was changed: name a new or empty folder")
+    parents = {str(q) for f in written for q in Path(f).parents if str(q) != "."}
+    foreign = [d.rstrip("@") + "/" for d in folders if d not in parents]     # a link ends in @: never a parent
+    if foreign:
+        raise FolderError(f"{root}: holds {len(foreign)} folder(s) or link(s) export-folder did not write (e.g. "
+                          f"{foreign[0]}); nothing was changed: name a new or empty folder")
 
 
 def save_image(x: np.ndarray | torch.Tensor, path: Path) -> None:
