@@ -136,21 +136,23 @@ def status_line(status: pd.DataFrame, store: ResultsStore, profile: str) -> str:
 
 
 def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A", "B"), glue: str | None = None,
-               figure: bool = False):
+               figure: bool = False, figure_file: str | None = None):
     """Display the reproduction status of ``papers`` in a notebook: one line, and with
-    ``figure`` the heat-map per table row (the paper overview draws it once; a chapter shows
-    the line). With ``glue``, the panel of *both* papers is also glued (not shown) as
-    ``<glue>_figure`` and ``<glue>_text``, for the page that shows it (myst-nb ``{glue}`` with ``:doc:``)."""
+    ``figure`` the heat-map per table row. The overview page draws the heat-map once: with
+    ``figure_file`` the heat-map of *both* papers is written there (a PNG beside the chapter,
+    which the overview includes as an image), and with ``glue`` the summary lines are glued
+    (not shown) as ``<glue>_text`` for the overview (myst-nb ``{glue}`` with ``:doc:``)."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
     full, store = profile_status(profile, results_root)
-    if glue:
-        from myst_nb import glue as _glue
+    if figure_file:
         fig = status_figure(full)
         if fig is not None:
-            _glue(f"{glue}_figure", fig, display=False)
+            fig.savefig(figure_file, format="png", dpi=100, metadata={"Software": None})
             plt.close(fig)
+    if glue:
+        from myst_nb import glue as _glue
         from IPython.display import HTML
         from markdown_it import MarkdownIt     # HTML, which a page gluing from another document renders
         _glue(f"{glue}_text", HTML(MarkdownIt().render("\n\n".join(summary_lines(full, store)))), display=False)
