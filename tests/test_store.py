@@ -133,6 +133,24 @@ def _fake_rows(cid):
     return [{**{k: 1 for k in ROW_KEYS}, "score": "fake", "cell_id": cid}]
 
 
+def test_a_redo_deletes_only_the_old_cells_own_files(tmp_path):
+    """A cell written again replaces the old folder's cell.json and arrays.npz; a file someone
+    put beside them goes, with the old folder, to quarantine/ and is never deleted."""
+    store = ResultsStore(tmp_path, "quick")
+    spec = baseline_cells()[0]
+    arrays = {"test_labels": np.arange(4) % 2, "test_idx": np.arange(4), "score_fake": np.zeros(4, "float32")}
+    store.write_cell(spec, _fake_rows(spec.cell_id), arrays, {"device": "cpu"})
+    store.write_cell(spec, _fake_rows(spec.cell_id), arrays, {"device": "cpu", "again": 1})   # its own files only
+    assert not store.quarantine_dir.exists() and list(store.staging_dir.iterdir()) == []
+    (store.cell_dir(spec) / "notes.md").write_text("my notes on this cell")
+    store.write_cell(spec, _fake_rows(spec.cell_id), arrays, {"device": "cpu", "again": 2})
+    assert sorted(p.name for p in store.cell_dir(spec).iterdir()) == ["arrays.npz", "cell.json"]
+    assert store.load_cell(spec)["provenance"]["again"] == 2
+    (kept,) = store.quarantine_dir.iterdir()
+    assert kept.name.startswith(f"{spec.cell_id}.replaced-") and (kept / "notes.md").read_text() == "my notes on this cell"
+    assert list(store.staging_dir.iterdir()) == []
+
+
 def _stress_worker(root, role, seconds, out):
     from capslib.run.runner import run_grid
     store = ResultsStore(root, "quick")

@@ -19,5 +19,6 @@ locked by the process writing it, and a clean-up removes only folders whose owne
 Every read checks what it reads: :meth:`ResultsStore.check_cell` says in one line why a
 cell is damaged (JSON, schema version, rows, npz directory); a damaged cell is moved to
 ``quarantine/`` (never deleted) by :meth:`ResultsStore.quarantine_damaged`, which ``run``
-calls before training.
+calls before training. A cell written again deletes the old folder's ``cell.json`` and
+``arrays.npz``; an old folder holding anything else goes to ``quarantine/`` whole.
 """

@@ -209,7 +209,10 @@ class ResultsStore:
                 os.rename(tmp, final)
             finally:
                 os.close(fd)
-            shutil.rmtree(replaced, ignore_errors=True)
+            if replaced.exists() and {p.name for p in replaced.iterdir()} - {"cell.json", "arrays.npz"}:
+                self.quarantine_dir.mkdir(parents=True, exist_ok=True)     # files the store did not write: kept
+                os.rename(replaced, self.quarantine_dir / f"{spec.cell_id}.replaced-{uuid.uuid4().hex[:8]}")
+            shutil.rmtree(replaced, ignore_errors=True)                    # the old cell's own two files
         self.rebuild_csv()
         return final
 
