@@ -75,6 +75,29 @@ def test_saved_model_reloads_bitwise(fitted, tmp_path):
     assert s1.keys() == s2.keys() and all(np.array_equal(s1[k], s2[k]) for k in s1)
 
 
+def test_fit_and_save_keep_a_model_file_capslib_did_not_write(fitted, tmp_path, capsys):
+    root, model_dir = fitted
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / META).write_text('{"name": "a model of another tool"}')
+    assert main(["fit", str(root), "--out", str(theirs), "--epochs", "1", "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a capslib detector's" in err[0] and "nothing was changed" in err[0]
+    assert json.loads((theirs / META).read_text()) == {"name": "a model of another tool"}
+    assert sorted(p.name for p in theirs.iterdir()) == [META]
+    det = Detector.load(model_dir, "cpu")
+    weights_only = tmp_path / "weights"
+    weights_only.mkdir()
+    (weights_only / WEIGHTS).write_bytes(b"someone's weights")
+    for where in (theirs, weights_only):
+        with pytest.raises(ModelFileError, match="not a capslib detector's"):
+            det.save(where)
+    assert (weights_only / WEIGHTS).read_bytes() == b"someone's weights"
+    earlier = tmp_path / "earlier"
+    shutil.copytree(model_dir, earlier)
+    assert det.save(earlier) == earlier                     # an earlier fit's folder: replaced
+
+
 def test_fitted_in_memory_equals_loaded_paper_b(tmp_path):
     """A tiny paper B folder (two digit classes, one step): the model fitted in memory and the
     one loaded from its files give the very same scores; fit_or_load reuses it."""

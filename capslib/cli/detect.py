@@ -68,11 +68,11 @@ def cmd_fit(args) -> int:
     from capslib.core.config import as_float, as_int
     from capslib.detect.fit import FitSettings, fit
     from capslib.data.folder import Preprocessing, load_folder
-    from capslib.detect.detector import META
+    from capslib.detect.detector import META, check_model_dir
     from capslib.detect.files import check_output
     from capslib.train.plain import default_precision
 
-    check_output(args.out, "--out", folder=True)     # before the training, not after it
+    check_model_dir(check_output(args.out, "--out", folder=True))     # before the training, not after it
     from capslib.train.device import resolve_device
     device = resolve_device(args.device)
     channels = None if args.channels == "keep" else as_int("--channels", args.channels)

@@ -34,6 +34,22 @@ SCORE_ORDER = ("anomaly_score", "length_difference", "r_l", "routing_gini", "pp"
 class ModelFileError(DataError):
     """A model folder cannot be loaded (missing, corrupt, another format version); one line."""
 
+def check_model_dir(model_dir: str | os.PathLike) -> Path:
+    """Refuse, in one line, a folder holding a model.json or model.safetensors that capslib did
+    not write: saving replaces those two files, and someone else's stay as they are."""
+    d = Path(model_dir)
+    found = [p for p in (d / META, d / WEIGHTS) if p.exists()]
+    if found:
+        try:
+            ours = json.loads((d / META).read_text()).get("format") == FORMAT
+        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+            ours = False
+        if not ours:
+            raise ModelFileError(f"{found[0]}: not a capslib detector's, and saving would replace it; nothing was "
+                                 f"changed: name a new folder, or one of an earlier fit")
+    return d
+
+
 class Detector:
     """A trained CapsNet and what scoring with it needs (``meta``, the model.json), with
     ``arrays`` (name -> numpy array) saved beside the weights."""
@@ -106,7 +122,7 @@ class Detector:
     def save(self, model_dir: str | os.PathLike) -> Path:
         from safetensors.torch import save_file
 
-        d = Path(model_dir)
+        d = check_model_dir(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         state.update({ARRAYS + k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays.items()})
