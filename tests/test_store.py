@@ -151,6 +151,17 @@ def test_a_redo_deletes_only_the_old_cells_own_files(tmp_path):
     assert list(store.staging_dir.iterdir()) == []
 
 
+def test_clean_up_removes_only_the_stores_own_old_csv_files(tmp_path):
+    store = ResultsStore(tmp_path, "quick")
+    store.dir.mkdir(parents=True)
+    names = (".cells.csv.4242", ".cells.csv.tmp", ".cells.csv.bak", ".cells.csv.mine.txt")
+    for name in names:
+        (store.dir / name).write_text(name)
+        os.utime(store.dir / name, (time.time() - 3600, time.time() - 3600))
+    store.clean_stale()
+    assert sorted(p.name for p in store.dir.glob(".cells.csv.*")) == [".cells.csv.bak", ".cells.csv.mine.txt"]
+
+
 def _stress_worker(root, role, seconds, out):
     from capslib.run.runner import run_grid
     store = ResultsStore(root, "quick")

@@ -252,9 +252,10 @@ class ResultsStore:
         if self.dir.exists():
             self.locks_dir.mkdir(parents=True, exist_ok=True)
             with locks.held(self.locks_dir / "cells.csv", blocking=True):
-                for p in self.dir.glob(".cells.csv.*"):   # .cells.csv.<pid>: capslib before the lock
+                for p in self.dir.glob(".cells.csv.*"):   # .cells.csv.<pid>: capslib before the lock; .tmp
                     try:
-                        if time.time() - p.stat().st_mtime >= STAGING_GRACE_S:
+                        ours = p.suffix[1:].isdigit() or p.suffix == ".tmp"      # not someone's .cells.csv.bak
+                        if ours and time.time() - p.stat().st_mtime >= STAGING_GRACE_S:
                             p.unlink()
                     except FileNotFoundError:
                         pass
