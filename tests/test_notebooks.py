@@ -85,3 +85,13 @@ def test_widget_font_urls_read_the_assets_path():
     assert out.endswith(b'e.exports=o.p+"x.js"}')               # not a font: unchanged
     with pytest.raises(BookError):
         font_urls_from_assets_path(b"no fonts here")
+
+
+def test_committed_chapters_find_their_gallery_strips():
+    """Every gallery strip a committed paper chapter names is there beside it (a chapter
+    committed without its strips would show broken images)."""
+    import re
+    chapters = sorted((ROOT / "book" / "paper").glob("*.ipynb"))
+    srcs = {(p.parent, s) for p in chapters for s in re.findall(r"galleries/[A-Za-z0-9_.+-]+\.png", p.read_text())}
+    missing = sorted(s for d, s in srcs if not (d / s).is_file())
+    assert not missing, f"{len(missing)} strips missing, e.g. {missing[:3]}"
