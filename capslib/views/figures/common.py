@@ -57,8 +57,15 @@ def _cells(df: pd.DataFrame, protocol: str, dataset: str, seed=None) -> pd.DataF
     return sel.sort_values(["_order", "panel", "method"])
 
 
-def _groups(cells: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(cells["group"]))
+def _all_seeds(df: pd.DataFrame, protocol: str, dataset: str, seed=None) -> list[int]:
+    """The seeds a chooser offers: the one asked for, else every seed with a cell (smallest first)."""
+    sel = df[(df["protocol"] == protocol) & (df["dataset"] == dataset)]
+    return [int(seed)] if seed is not None else sorted(int(s) for s in sel["seed"].unique())
+
+
+def _group_label(protocol: str) -> str:
+    """What a chooser's cell menu picks."""
+    return "normal class" if protocol == "imbalanced" else "held-out class"
 
 
 def _panels(cells: pd.DataFrame) -> list[str]:
@@ -108,10 +115,6 @@ def _grid(panels: list[str]) -> tuple[int, int]:
     """(rows, cols) for the panels: at most two side by side, the rest wrapped into rows."""
     cols = 1 if len(panels) == 1 else 2
     return -(-len(panels) // cols), cols
-
-
-def _pos(i: int, cols: int) -> tuple[int, int]:
-    return i // cols + 1, i % cols + 1
 
 
 def _empty(title: str) -> go.Figure:

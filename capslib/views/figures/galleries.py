@@ -11,7 +11,7 @@ import pandas as pd
 from capslib.run.store.results import ResultsStore
 
 from capslib.views.figures.chooser import GREY_LEVELS, Chooser, strip_html
-from capslib.views.figures.common import _cells
+from capslib.views.figures.common import _all_seeds, _cells, _group_label
 
 
 def gallery_strip(arrays: dict) -> np.ndarray:
@@ -68,8 +68,7 @@ def gallery_chooser(store: ResultsStore, df: pd.DataFrame, protocol: str, datase
                     folder: str | Path = "galleries") -> Chooser:
     """Every CapsNet cell's strip behind menus (seed, cell): the page loads only the chosen
     cell's PNG; works in the static book without a kernel."""
-    seeds = sorted(int(s) for s in df[(df["protocol"] == protocol) & (df["dataset"] == dataset)]["seed"].unique()) \
-        if seed is None else [int(seed)]
+    seeds = _all_seeds(df, protocol, dataset, seed)
     items, groups, cells = [], {}, []
     for s in seeds:
         ids, titles = gallery_cells(df, protocol, dataset, seed=s)
@@ -79,7 +78,7 @@ def gallery_chooser(store: ResultsStore, df: pd.DataFrame, protocol: str, datase
             groups.setdefault(str(s), []).append(t)
     seeds = [s for s in seeds if str(s) in groups]
     payload = dict(seeds=seeds, groups=groups, items=items, cells=cells, panels=[""],
-                   group_label="normal class" if protocol == "imbalanced" else "held-out class")
+                   group_label=_group_label(protocol))
     return Chooser("gallery", payload)
 
 

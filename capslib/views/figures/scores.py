@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from capslib.run.store.results import ResultsStore
 
 from capslib.views.figures.chooser import FPR_GRID, Chooser, encode, roc_at_grid
-from capslib.views.figures.common import (COLORS, PANEL_HEIGHT, ROC_SCORES, _cells, _empty, _grid, _layout,
-    _panels, _scores_of, label)
-
-
-def _all_seeds(df: pd.DataFrame, protocol: str, dataset: str, seed) -> list[int]:
-    """The seeds a chooser offers: the one asked for, else every seed with a cell (smallest first)."""
-    sel = df[(df["protocol"] == protocol) & (df["dataset"] == dataset)]
-    return [int(seed)] if seed is not None else sorted(int(s) for s in sel["seed"].unique())
+from capslib.views.figures.common import (COLORS, PANEL_HEIGHT, ROC_SCORES, _all_seeds, _cells, _empty, _grid,
+    _group_label, _layout, _panels, _scores_of, label)
 
 
 def _frame(df: pd.DataFrame, protocol: str, dataset: str, seeds: list[int]) -> pd.DataFrame:
@@ -93,10 +86,6 @@ def _cell_table(cells: pd.DataFrame, panels: list[str]) -> list[list]:
 def _sig(x: float, digits: int = 5) -> float:
     """``x`` to ``digits`` significant digits: the payload's floats."""
     return float(f"{x:.{digits}g}")
-
-
-def _group_label(protocol: str) -> str:
-    return "normal class" if protocol == "imbalanced" else "held-out class"
 
 
 def _empty_payload() -> dict:
