@@ -6,13 +6,16 @@ This trains R replicas of one cell (seeds 0..R-1, so R initialisations and R dra
 anomalies) on each route of :data:`ROUTES`, for ``--epochs`` epochs (2 by default, about 390
 steps on MNIST at 1%: an early look, to be checked against full trainings on a few), in groups
 of eight on the fast path as on the GPU, and counts the replicas whose last training loss is
-still on the plateau (:func:`capslib.run.store.schema.stalled`). It writes per route the count,
-the rate with its Wilson 95% interval and every replica's last loss to
-``<out>/stallrate-<device>-<date>.json``.
+still on the plateau (:func:`capslib.run.store.schema.stalled`). The replicas run in rounds of
+eight seeds, each round on every route in turn, so that a run stopped early still compares the
+routes on the same seeds; after every round the report
+``<out>/stallrate-<device>-<date>.json`` is rewritten with, per route, the count, the rate with
+its Wilson 95% interval and every replica's last loss.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -41,6 +44,7 @@ ROUTES: dict[str, tuple[bool, str, FastOptions]] = {
 }
 CPU_ROUTES = ("plain-bf16", "fast-bf16", "fast-bf16-conv1fp32")
 GPU_ROUTES = ("plain-bf16", "plain-fp32", "fast-bf16", "fast-bf16-conv1fp32", "fast-fp32", "fast-bf16-exact")
+ROUND = 8   # seeds per round: one stacked group on the fast path
 DEFAULT_CELL = "imbalanced-mnist-capsnet-standard-n3-f0.01-s0-e10-b32"   # stalled on the H200, not on a CPU
 
 
@@ -57,8 +61,8 @@ def replicas(cell: CellSpec, n: int, epochs: int) -> list[CellSpec]:
     return [replace(cell, seed=s, epochs=epochs, attempt=0) for s in range(n)]
 
 
-def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dict:
-    """Train ``cells`` on ``route`` in a temporary store; how many stalled, and each last loss."""
+def train_replicas(route: str, cells: list[CellSpec], device, data_root=None) -> dict:
+    """Train ``cells`` on ``route`` in a temporary store: {seed: (last loss, stalled?)}, failures, seconds."""
     from capslib.run.runner import run_grid
     from capslib.run.store.results import ResultsStore
     from capslib.run.store.schema import stalled
@@ -68,12 +72,24 @@ def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dic
         store = ResultsStore(Path(tmp), "stallrate")
         rep = run_grid(cells, store, data_root=data_root, device=device, show_progress=False, fast=fast,
                        group_size=8, fast_options=options, precision=precision, out=open(os.devnull, "w"))
-        losses = {c.seed: store.load_cell(c)["info"]["final_loss"] for c in cells if store.is_done(c)}
-        k = sum(bool(stalled(store.load_cell(c))) for c in cells if store.is_done(c))
-    n = len(losses)
+        done = {c.seed: store.load_cell(c) for c in cells if store.is_done(c)}
+    return {"replicas": {s: (d["info"]["final_loss"], bool(stalled(d))) for s, d in done.items()},
+            "failed": rep["failed"], "seconds": time.perf_counter() - t0}
+
+
+def route_summary(replicas: dict, failed: dict, seconds: float) -> dict:
+    """A route's count, rate and Wilson interval from {seed: (last loss, stalled?)}; failed: {cell: why}."""
+    k, n = sum(flag for _, flag in replicas.values()), len(replicas)
     lo, hi = wilson(k, n)
     return {"stalled": k, "replicas": n, "rate": k / n if n else None, "wilson95": [round(lo, 3), round(hi, 3)],
-            "failed": rep["failed"], "final_loss": losses, "seconds": round(time.perf_counter() - t0, 1)}
+            "failed": failed, "final_loss": {s: loss for s, (loss, _) in sorted(replicas.items())},
+            "seconds": round(seconds, 1)}
+
+
+def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dict:
+    """Train ``cells`` on ``route``; how many stalled, and each last loss."""
+    r = train_replicas(route, cells, device, data_root)
+    return route_summary(r["replicas"], r["failed"], r["seconds"])
 
 
 def main(argv=None) -> int:
@@ -106,11 +122,23 @@ def main(argv=None) -> int:
     report = {"device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cell": a.cell,
               "replicas": a.replicas, "epochs": a.epochs, "plateau_loss": PLATEAU_LOSS, "routes": {}}
-    for route in routes:
-        r = report["routes"][route] = stall_rate(route, cells, device, a.data_root)
-        print(f"{route}: {r['stalled']} of {r['replicas']} stalled (95% interval {r['wilson95'][0]:.2f}–"
-              f"{r['wilson95'][1]:.2f}) [{r['seconds']} s]", flush=True)
-    print(f"wrote {write_report(a.out, f'stallrate-{device.type}', report)}")
+    seen = {route: {"replicas": {}, "failed": {}, "seconds": 0.0} for route in routes}
+    path = None
+    for start in range(0, len(cells), ROUND):
+        for route in routes:
+            r, acc = train_replicas(route, cells[start:start + ROUND], device, a.data_root), seen[route]
+            acc["replicas"].update(r["replicas"])
+            acc["failed"].update(r["failed"])
+            acc["seconds"] += r["seconds"]
+            s = report["routes"][route] = route_summary(**acc)
+            print(f"{route}: {s['stalled']} of {s['replicas']} stalled (95% interval {s['wilson95'][0]:.2f}–"
+                  f"{s['wilson95'][1]:.2f}) [{s['seconds']} s]", flush=True)
+        report["rounds_done"] = start // ROUND + 1
+        if path is None:
+            path = write_report(a.out, f"stallrate-{device.type}", report)
+        else:
+            path.write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {path}")
     return 0
 
 
