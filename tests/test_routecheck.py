@@ -65,6 +65,36 @@ def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
     assert main(["--routes", "gpu-magic", "--device", "cpu"]) == 2
 
 
+def test_stall_rate_resumes_a_report_without_training_its_seeds_again(tmp_path, monkeypatch):
+    """A resumed run trains only the seeds the report lacks and counts the earlier ones with them;
+    a report of another cell is refused."""
+    import json
+    from capslib.tools import stallrate
+    trained = []
+
+    def fake(route, cells, device, data_root=None):
+        trained.append((route, [c.seed for c in cells]))
+        return {"replicas": {c.seed: (0.41 if c.seed % 2 else 0.02, bool(c.seed % 2)) for c in cells},
+                "failed": {}, "seconds": 1.0}
+    monkeypatch.setattr(stallrate, "train_replicas", fake)
+    cell = "imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32"
+    args = ["--cell", cell, "--profile", "quick", "--epochs", "1", "--routes", "plain-bf16,fast-bf16",
+            "--device", "cpu", "--out", str(tmp_path)]
+    assert stallrate.main(args + ["--replicas", "8"]) == 0
+    path = next(tmp_path.glob("stallrate-cpu-*.json"))
+    assert trained == [("plain-bf16", list(range(8))), ("fast-bf16", list(range(8)))]
+    trained.clear()
+    assert stallrate.main(args + ["--replicas", "16", "--resume", str(path)]) == 0
+    assert trained == [("plain-bf16", list(range(8, 16))), ("fast-bf16", list(range(8, 16)))]
+    report = json.loads(path.read_text())
+    assert report["rounds_done"] == 2 and "resumed_from" in report
+    for r in report["routes"].values():
+        assert (r["stalled"], r["replicas"], r["seconds"]) == (8, 16, 2.0)
+        assert sorted(map(int, r["final_loss"])) == list(range(16))
+    other = [a if a != cell else cell.replace("-n0-", "-n1-") for a in args]
+    assert stallrate.main(other + ["--replicas", "16", "--resume", str(path)]) == 2
+
+
 @pytest.mark.slow
 def test_gradcheck_of_a_plateau_state_on_digits(tmp_path):
     """On a CPU the float64 reference and the plain fp32 route agree to rounding; the fast path

@@ -10,7 +10,8 @@ still on the plateau (:func:`capslib.run.store.schema.stalled`). The replicas ru
 eight seeds, each round on every route in turn, so that a run stopped early still compares the
 routes on the same seeds; after every round the report
 ``<out>/stallrate-<device>-<date>.json`` is rewritten with, per route, the count, the rate with
-its Wilson 95% interval and every replica's last loss.
+its Wilson 95% interval and every replica's last loss. ``--resume REPORT`` goes on from such a
+report (same cell, epochs and routes): the seeds it holds are not trained again.
 """
 from __future__ import annotations
 
@@ -92,6 +93,22 @@ def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dic
     return route_summary(r["replicas"], r["failed"], r["seconds"])
 
 
+def resumed(path: Path, cell: str, epochs: int, routes: list[str]) -> dict:
+    """What an earlier report of this tool measured, per route, in :func:`route_summary`'s input
+    form; a report of another cell, epoch count or route list is refused."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the report to resume {path}: {e}") from None
+    if old.get("cell") != cell or old.get("epochs") != epochs or sorted(old.get("routes", {})) != sorted(routes):
+        raise ConfigError(f"{path} measured cell {old.get('cell')}, {old.get('epochs')} epochs, routes "
+                          f"{sorted(old.get('routes', {}))}: resume it with the same --cell, --epochs and --routes")
+    return {route: {"replicas": {int(s): (loss, bool(loss > old.get("plateau_loss", PLATEAU_LOSS)))
+                                 for s, loss in r["final_loss"].items()},
+                    "failed": r.get("failed", {}), "seconds": r.get("seconds", 0.0)}
+            for route, r in old["routes"].items()}
+
+
 def main(argv=None) -> int:
     from capslib.tools.routecheck import cell_from_id
     from capslib.train.device import resolve_device
@@ -105,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", default="results/bench")
+    p.add_argument("--resume", default=None, metavar="REPORT",
+                   help="a report of this tool to go on from (it is rewritten in place)")
     a = p.parse_args(argv)
     try:
         device = resolve_device(a.device)
@@ -115,6 +134,9 @@ def main(argv=None) -> int:
         if a.replicas < 1 or a.epochs < 1:
             raise ConfigError("--replicas and --epochs must be >= 1")
         cell = cell_from_id(a.cell, a.profile)
+        seen, path = {route: {"replicas": {}, "failed": {}, "seconds": 0.0} for route in routes}, None
+        if a.resume:
+            path, seen = Path(a.resume), resumed(Path(a.resume), a.cell, a.epochs, routes)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -122,11 +144,15 @@ def main(argv=None) -> int:
     report = {"device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cell": a.cell,
               "replicas": a.replicas, "epochs": a.epochs, "plateau_loss": PLATEAU_LOSS, "routes": {}}
-    seen = {route: {"replicas": {}, "failed": {}, "seconds": 0.0} for route in routes}
-    path = None
+    if a.resume:
+        report["resumed_from"] = {k: json.loads(path.read_text()).get(k) for k in ("commit", "date_utc", "device")}
     for start in range(0, len(cells), ROUND):
         for route in routes:
-            r, acc = train_replicas(route, cells[start:start + ROUND], device, a.data_root), seen[route]
+            todo = [c for c in cells[start:start + ROUND] if c.seed not in seen[route]["replicas"]]
+            if not todo:
+                report["routes"][route] = route_summary(**seen[route])
+                continue
+            r, acc = train_replicas(route, todo, device, a.data_root), seen[route]
             acc["replicas"].update(r["replicas"])
             acc["failed"].update(r["failed"])
             acc["seconds"] += r["seconds"]
