@@ -86,7 +86,8 @@ def test_paused_cell_resumes_bitwise_in_process(tmp_path):
     """A deadline already past pauses the cell after epoch 1 (TrainingPaused, nothing
     stored); the next run resumes and stores exactly the uninterrupted cell."""
     ref = ResultsStore(tmp_path / "ref", "t")
-    run_cell(SPEC, ref, device="cpu", precision="fp32")
+    curve = run_cell(SPEC, ref, device="cpu", precision="fp32")["info"]["epoch_losses"]
+    assert len(curve) == 3 and all(isinstance(v, float) and v > 0 for v in curve)
     store = ResultsStore(tmp_path / "run", "t")
     with pytest.raises(TrainingPaused) as e:
         run_cell(SPEC, store, device="cpu", precision="fp32", deadline=time.monotonic())
@@ -95,6 +96,7 @@ def test_paused_cell_resumes_bitwise_in_process(tmp_path):
     assert [(m["cell_id"], m["epoch"], m["epochs"], m["precision"]) for m in flying] == [(SPEC.cell_id, 1, 3, "fp32")]
     doc = run_cell(SPEC, store, device="cpu", precision="fp32")
     assert doc["provenance"]["resumed_from_epoch"] == 1 and doc["provenance"]["precision"] == "fp32"
+    assert doc["info"]["epoch_losses"] == [None, *curve[1:]]   # epoch 1 ran in the paused process
     _same_arrays(store, ref, SPEC)
     assert in_flight(store.dir) == []
 

@@ -140,6 +140,20 @@ def test_time_budget_defers_cells_the_next_run_finishes(tmp_path):
         del METHODS["novelty"]["slow"]
 
 
+def test_epoch_losses_average_each_epochs_steps_and_pass_every_report_on():
+    from capslib.run.execute import EpochLosses
+    seen = []
+    curve = EpochLosses(seen.append)
+    reports = [{"epoch": 2, "loss": 0.4, "images": 0, "steps": 10},      # a resumed checkpoint's report
+               {"epoch": 3, "loss": 0.5, "images": 32}, {"epoch": 3, "loss": 0.25, "images": 8},
+               {"epoch": 4, "loss": 0.125, "images": 32}]
+    for r in reports:
+        curve(r)
+    assert seen == reports
+    assert curve.means(4) == [None, None, 0.375, 0.125]
+    assert EpochLosses().means(2) == [None, None]
+
+
 # (one training per cell: the stall rule's retrainings are tests/test_attempts.py's subject)
 KILL_ARGS = ["-m", "capslib", "run", "--profile", "quick", "--protocol", "imbalanced", "--classes", "0,1,8",
              "--fractions", "0.1", "--epochs", "1", "--methods", "capsnet", "--max-attempts", "1", "--no-progress"]

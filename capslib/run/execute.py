@@ -61,6 +61,25 @@ Outcome = Union[Done, Failed, Paused]
 
 
 # ---- units ----------------------------------------------------------------------------------
+class EpochLosses:
+    """A training progress callback that keeps each epoch's mean minibatch loss, and passes every
+    report on to ``then``. ``means(epochs)``: the curve, None for an epoch this process did not
+    train (the epochs before a resumed checkpoint)."""
+
+    def __init__(self, then: Optional[Callable] = None):
+        self.then, self.sums = then, {}
+
+    def __call__(self, info: dict) -> None:
+        if info.get("images"):                  # a step (not the report of a resumed checkpoint)
+            s = self.sums.setdefault(info["epoch"], [0.0, 0])
+            s[0], s[1] = s[0] + float(info["loss"]), s[1] + 1
+        if self.then is not None:
+            self.then(info)
+
+    def means(self, epochs: int) -> list:
+        return [round(self.sums[e][0] / self.sums[e][1], 6) if e in self.sums else None for e in range(1, epochs + 1)]
+
+
 @dataclass
 class CellUnit:
     """One cell on the plain path. ``fn``: its method's cell function (:mod:`capslib.study.methods`);
@@ -92,7 +111,11 @@ class CellUnit:
         ckpt = (Checkpoint(self.checkpoint_key, self.spec.cell_id, self.precision, deadline)
                 if self.checkpoint_key is not None else None)
         t0 = time.perf_counter()
-        result = self.fn(self.spec.resolved(), data, self.split, RunContext(device, progress, self.precision, ckpt))
+        curve = EpochLosses(progress)           # the CapsNet's loss curve: the stall rule's evidence
+        watch = curve if self.spec.resolved().method == "capsnet" else progress
+        result = self.fn(self.spec.resolved(), data, self.split, RunContext(device, watch, self.precision, ckpt))
+        if curve.sums:
+            result.info["epoch_losses"] = curve.means(self.spec.resolved().epochs)
         extra = {"resumed_from_epoch": ckpt.resumed_from} if ckpt is not None and ckpt.resumed_from else {}
         return Done(self.spec, self.split, result, time.perf_counter() - t0, self.precision, extra)
 
