@@ -31,6 +31,10 @@
 # $OUT/cells-N.tgz (each under 15 MiB), the benchmark files and the log: at most 8 files.
 # It ends about a minute before SECONDS.
 #
+# `plateau SECONDS` (there, instead of `window` or in a second call): the loss plateau's GPU
+# evidence (book/methods.md, "stall rates by route"): gradients of one plateau state per route
+# against float64, then stall rates of one cell per fast route in rounds of eight; bench.tgz back.
+#
 # The call plan (book/paper.md has it too): start + copy ≈ 1-2 min; the command 530 s (pick
 # ≤ 180 s, training the rest less a minute for packing, packing ≤ 30 s); files back; ≈ 12 min
 # of the 15. At the rate the CPU extrapolates nothing fits; at 15-20% of the H200's bf16 peak
@@ -200,6 +204,34 @@ window)
     rm -f "$out"/.part-*
     find results/bench -type f -newer "$stamp" -print0 | tar --null -czf "$out/bench.tgz" -T -
     say "packed $n cells ($ran) into $(ls "$out"/cells-*.tgz 2>/dev/null | wc -l) file(s); benchmark into bench.tgz" ;;
+plateau)
+    # (there) the loss plateau's GPU evidence, for a slot of its own or the end of one: the gradient
+    # of one plateau state on every route against float64 on the CPU (capslib.tools.gradcheck,
+    # ≤ 120 s), then stall rates of the same cell on the fast routes in rounds of eight seeds
+    # (capslib.tools.stallrate; its report is rewritten after every round, so the rounds done by
+    # the deadline stay); both reports go back in $OUT/bench.tgz. Extra arguments go to both tools
+    # (--cell, --profile); WINDOW_GRADCHECK_ARGS and WINDOW_STALLRATE_ARGS to one each.
+    budget="${1:?usage: gpu_window.sh plateau SECONDS [tool options]}"; shift
+    t0=$(date +%s)
+    out="${OUT:-$(mktemp -d)}"
+    log="$out/plateau.log"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    export CAPSLIB_COMMIT="$(cat "$DEV/commit" 2>/dev/null || echo unknown)" CAPSLIB_CACHE="${CAPSLIB_CACHE:-/tmp/capslib-cache}"
+    device="${WINDOW_DEVICE:-cuda}"
+    stamp=$(mktemp); mkdir -p results/bench
+    say() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$log"; }
+    say "plateau study of $budget s on $device, commit $CAPSLIB_COMMIT"
+    # shellcheck disable=SC2086
+    timeout 120 $PY -m capslib.tools.gradcheck --device "$device" --data-root "$DEV" --out results/bench "$@" \
+        ${WINDOW_GRADCHECK_ARGS:-} >> "$log" 2>&1 || say "gradcheck failed or ran past 120 s (see above)"
+    left=$(( budget - ($(date +%s) - t0) - 20 ))          # 20 s for packing
+    say "stall rates: fast routes, rounds of eight, $left s"
+    # shellcheck disable=SC2086
+    timeout --signal=INT --kill-after=10 "$left" $PY -m capslib.tools.stallrate --device "$device" --data-root "$DEV" \
+        --out results/bench --replicas 64 --routes fast-bf16,fast-bf16-conv1fp32,fast-fp32,fast-bf16-exact "$@" \
+        ${WINDOW_STALLRATE_ARGS:-} >> "$log" 2>&1 || say "stallrate stopped (the deadline or an error, see above)"
+    find results/bench -type f -newer "$stamp" -print0 | tar --null -czf "$out/bench.tgz" -T -
+    say "packed $(tar -tzf "$out/bench.tgz" | wc -l) report(s) into bench.tgz" ;;
 unpack)
     from="${1:?usage: gpu_window.sh unpack FOLDER (the files that came back)}"
     profile="${WINDOW_PROFILE:-paper}"
@@ -209,6 +241,6 @@ unpack)
     [ -e "$from/window.log" ] && cp "$from/window.log" "results/bench/window-$(date -u +%Y%m%dT%H%M%SZ).log"
     $PY -m capslib status --profile "$profile" | tail -n 1 ;;
 *)
-    echo "usage: bash scripts/gpu_window.sh prepare | window SECONDS [run options] | restore | unpack FOLDER" >&2
+    echo "usage: bash scripts/gpu_window.sh prepare | window SECONDS [run options] | plateau SECONDS [tool options] | restore | unpack FOLDER" >&2
     exit 2 ;;
 esac

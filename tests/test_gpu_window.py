@@ -1,6 +1,7 @@
 """The GPU window's script on the CPU: prepare → window (forced fallback: plain-path
 workers sharing the grid) → restore → unpack, on a throwaway copy of the project with a
 small committed store, one-epoch digits cells and a tiny data pack."""
+import json
 import os
 import shutil
 import subprocess
@@ -93,6 +94,20 @@ def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
         names = {n.split("/")[1] for n in t.getnames() if n.endswith("cell.json")}
     assert names == {"imbalanced-digits-capsnet-standard-n1-f0.1-s0-e1-b32",
                      "imbalanced-digits-capsnet-proposed-n1-f0.1-s0-e1-b32"}   # each trained once, by one worker
+
+    # the plateau study, there, on tiny replicas: both reports come back in bench.tgz
+    plateau_out = tmp_path / "plateau"
+    plateau_out.mkdir()
+    rc, log = _sh(["plateau", "600", "--cell", "imbalanced-digits-capsnet-standard-n0-f0.01-s0-e5-b32", "--profile",
+                   "quick"], repo, {**env, "OUT": str(plateau_out), "WINDOW_GRADCHECK_ARGS": "--steps 2 --routes "
+                   "plain-fp32,fast-bf16", "WINDOW_STALLRATE_ARGS": "--replicas 1 --epochs 1 --routes fast-bf16,fast-fp32"})
+    text = (plateau_out / "plateau.log").read_text()
+    assert rc == 0 and "packed 2 report(s)" in text, log + text
+    with tarfile.open(plateau_out / "bench.tgz") as t:
+        reports = {Path(n).name.split("-")[0]: json.load(t.extractfile(n)) for n in t.getnames()}
+    assert set(reports["gradcheck"]["routes"]) == {"plain-fp32", "fast-bf16"}
+    assert set(reports["stallrate"]["routes"]) == {"fast-bf16", "fast-fp32"}
+    assert all(r["replicas"] == 1 for r in reports["stallrate"]["routes"].values())
 
     # back here: restore the stashed cells, unpack the new ones, the store holds both
     shutil.rmtree(repo / "results" / "quick" / "cells")          # the copy that went out is not this store
