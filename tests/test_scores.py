@@ -156,3 +156,31 @@ def test_oracle_beats_every_rule_and_every_threshold(pairs):
     if 0 < y.sum() < len(y):
         for name, (fit, _) in S.THRESHOLD_RULES.items():
             assert best >= S.accuracy_at(s, y, fit(s, y)) - 1e-12, name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.one_of(st.integers(-3, 3).map(float),
+                                                        st.floats(-1e3, 1e3, allow_nan=False))),
+                min_size=2, max_size=80))
+def test_auroc_and_auprc_are_scikit_learns_with_ties(pairs):
+    """The rank formula of AUROC and the step sum of average precision give scikit-learn's
+    numbers on any scores, ties included (small integers make many)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    y = np.array([p[0] for p in pairs])
+    x = np.array([p[1] for p in pairs], dtype=np.float32)
+    if y.min() == y.max():        # one class: scikit-learn's answer (nan, with its warning) either way
+        with pytest.warns(Warning):
+            assert math.isnan(S.auroc(x, y))
+        return
+    assert S.auroc(x, y) == pytest.approx(roc_auc_score(y, x.astype(np.float64)), abs=1e-12)
+    assert S.auprc(x, y) == pytest.approx(average_precision_score(y, x.astype(np.float64)), abs=1e-12)
+
+
+def test_auroc_on_a_hand_built_ranking():
+    # anomalies at 0.9, 0.4; normals at 0.5, 0.4, 0.1: of the 6 pairs 4 won, 1 tied (½), 1 lost → 4.5 / 6
+    x, y = np.array([0.9, 0.4, 0.5, 0.4, 0.1]), np.array([1, 1, 0, 0, 0])
+    assert S.auroc(x, y) == pytest.approx(4.5 / 6)
+    # thresholds 0.9 (P 1, R ½), 0.5 (P ½, R ½), 0.4 (P 2/4, R 1), 0.1: AP = ½·1 + 0·½ + ½·½ = 0.75
+    assert S.auprc(x, y) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        S.auroc(np.array([np.nan, 1.0]), np.array([0, 1]))

@@ -159,15 +159,45 @@ def accuracy_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> flo
     return float((pred == np.asarray(labels).astype(bool)).mean())
 
 
+def _ranked(scores, labels):
+    """(scores as float64, labels as bool) when both classes are present and every score is
+    finite, else None (then scikit-learn's own functions answer, or raise, as they do)."""
+    x, y = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(int)
+    if x.ndim != 1 or x.shape != y.shape or not np.isfinite(x).all() or not np.isin(y, (0, 1)).all():
+        return None
+    y = y.astype(bool)
+    return (x, y) if 0 < y.sum() < len(y) else None
+
+
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-    return float(roc_auc_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
+    """Area under the ROC curve, anomalies (label 1) positive: the Mann–Whitney statistic
+    U / (n₊·n₋) with tied scores counted half, which is scikit-learn's ``roc_auc_score``
+    (equal to rounding, tests/test_scores.py) without its per-call input checks."""
+    r = _ranked(scores, labels)
+    if r is None:
+        from sklearn.metrics import roc_auc_score
+        return float(roc_auc_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
+    from scipy.stats import rankdata
+    x, y = r
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    return float((rankdata(x)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Average precision with the anomalies as the positive class."""
-    from sklearn.metrics import average_precision_score
-    return float(average_precision_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
+    """Average precision with the anomalies as the positive class: Σ (R_k − R_{k−1}) P_k over
+    the distinct thresholds, scikit-learn's ``average_precision_score`` (equal to rounding)."""
+    r = _ranked(scores, labels)
+    if r is None:
+        from sklearn.metrics import average_precision_score
+        return float(average_precision_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
+    x, y = r
+    order = np.argsort(-x, kind="mergesort")
+    x, y = x[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(x)), len(x) - 1]      # the last image of each distinct score
+    tp = np.cumsum(y)[last]
+    precision, recall = tp / (last + 1), tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def score_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict:

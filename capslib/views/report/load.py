@@ -41,6 +41,22 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
 ATTEMPTS = ("last", "first", "every")
 
 
+class Shared(tuple):
+    """A read-only record kept in ``DataFrame.attrs``: pandas deep-copies ``attrs`` into the
+    result of every operation, so a list of a thousand cell ids there costs seconds in a chapter;
+    this one is immutable and hands itself over instead of a copy."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class SharedRun(dict):
+    """The run report in ``DataFrame.attrs["run"]``, handed over like :class:`Shared` (not to be changed)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def load_rows(results_root=None, profile: str = "quick", attempts: str = "last") -> pd.DataFrame:
     """Every finished cell of a store, one row per (cell, score): the cell's headline record, the
     last attempt of the stall rule (``attempts="first"``: every cell's first training;
@@ -88,7 +104,7 @@ def load_or_run(profile: str = "quick", results_root=None, protocol: Optional[st
                "missing": [c.cell_id for c in cells if not store.is_done(c)], "failed": {}}
     ids = {c.cell_id for c in cells}
     df = one_record_per_cell(to_frame([r for r in store.rows() if base_id(r["cell_id"]) in ids]))
-    df.attrs.update(run=rep, cells=sorted(ids), profile=profile, results_root=str(store.root), protocol=protocol)
+    df.attrs.update(run=SharedRun(rep), cells=Shared(sorted(ids)), profile=profile, results_root=str(store.root), protocol=protocol)
     return df
 
 
