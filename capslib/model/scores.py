@@ -177,11 +177,12 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     if r is None:
         from sklearn.metrics import roc_auc_score
         return float(roc_auc_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
-    from scipy.stats import rankdata
     x, y = r
+    _, group, count = np.unique(x, return_inverse=True, return_counts=True)
+    rank = (np.cumsum(count) - (count - 1) / 2.0)[group]      # 1-based, ties at their mean rank
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
-    return float((rankdata(x)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float((rank[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
