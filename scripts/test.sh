@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# The whole pytest suite, right after scripts/build.sh (it installs nothing).
+# The whole pytest suite, right after scripts/build.sh (it installs nothing), on TEST_WORKERS
+# processes (pytest-xdist; default 2, one per core of the machine it was sized for; 0 runs it in
+# this process). A test file stays on one worker (--dist loadfile), so a module's shared
+# fixtures (the synthetic 1,035-cell book, the served site) are built once.
 # The browser tests read the book that build.sh built (_build/html); they skip when there is
 # none, except with CI=true, where a missing book fails. Extra arguments go to pytest,
 # e.g. `bash scripts/test.sh -m "not slow"`.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
-$PY -m pytest -ra "$@"
+workers="${TEST_WORKERS:-2}"
+if [ "$workers" = 0 ]; then
+    $PY -m pytest -ra "$@"
+else
+    $PY -m pytest -ra -n "$workers" --dist loadfile "$@"
+fi
 rc=$?
 if [ "$rc" = 5 ]; then
     echo "error: pytest collected no test (exit 5)" >&2
