@@ -72,6 +72,19 @@ names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--excl
 print(sum(os.path.getsize(n) for n in {n for n in names if n} if os.path.isfile(n)))'
 }
 
+# (there) what `window` and `plateau` start with: the clock t0, $OUT (out), the log $1 in it, the
+# environment of the tools, the device, a time stamp for what they write (stamp); say() logs a line
+start_there() {
+    t0=$(date +%s)
+    out="${OUT:-$(mktemp -d)}"
+    log="$out/$1"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    export CAPSLIB_COMMIT="$(cat "$DEV/commit" 2>/dev/null || echo unknown)" CAPSLIB_CACHE="${CAPSLIB_CACHE:-/tmp/capslib-cache}"
+    device="${WINDOW_DEVICE:-cuda}"
+    stamp=$(mktemp); mkdir -p results/bench
+}
+say() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$log"; }
+
 case "$action" in
 prepare)
     [ -e "$JOURNAL" ] && { echo "error: already prepared ($JOURNAL names $(cat $JOURNAL)); run restore first" >&2; exit 1; }
@@ -142,14 +155,8 @@ restore)
     echo "restored the cell folders and $TREE_STASH from $stash" ;;
 window)
     budget="${1:?usage: gpu_window.sh window SECONDS [run options]}"; shift
-    t0=$(date +%s)
-    out="${OUT:-$(mktemp -d)}"
-    log="$out/window.log"
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-    export CAPSLIB_COMMIT="$(cat "$DEV/commit" 2>/dev/null || echo unknown)" CAPSLIB_CACHE="${CAPSLIB_CACHE:-/tmp/capslib-cache}"
-    device="${WINDOW_DEVICE:-cuda}"; profile="${WINDOW_PROFILE:-paper}"; workers="${WINDOW_WORKERS:-4}"
-    stamp=$(mktemp); mkdir -p results/bench
-    say() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$log"; }
+    start_there window.log
+    profile="${WINDOW_PROFILE:-paper}"; workers="${WINDOW_WORKERS:-4}"
     say "window of $budget s on $device, commit $CAPSLIB_COMMIT, profile $profile"
     (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi") >> "$log"
     flags="--no-fast"
@@ -212,14 +219,7 @@ plateau)
     # the deadline stay); both reports go back in $OUT/bench.tgz. Extra arguments go to both tools
     # (--cell, --profile); WINDOW_GRADCHECK_ARGS and WINDOW_STALLRATE_ARGS to one each.
     budget="${1:?usage: gpu_window.sh plateau SECONDS [tool options]}"; shift
-    t0=$(date +%s)
-    out="${OUT:-$(mktemp -d)}"
-    log="$out/plateau.log"
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-    export CAPSLIB_COMMIT="$(cat "$DEV/commit" 2>/dev/null || echo unknown)" CAPSLIB_CACHE="${CAPSLIB_CACHE:-/tmp/capslib-cache}"
-    device="${WINDOW_DEVICE:-cuda}"
-    stamp=$(mktemp); mkdir -p results/bench
-    say() { echo "== $(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$log"; }
+    start_there plateau.log
     say "plateau study of $budget s on $device, commit $CAPSLIB_COMMIT"
     # shellcheck disable=SC2086
     timeout 120 $PY -m capslib.tools.gradcheck --device "$device" --data-root "$DEV" --out results/bench "$@" \

@@ -95,7 +95,8 @@ def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dic
 
 def resumed(path: Path, cell: str, epochs: int, routes: list[str]) -> dict:
     """What an earlier report of this tool measured, per route, in :func:`route_summary`'s input
-    form; a report of another cell, epoch count or route list is refused."""
+    form, and its provenance (commit, date, device); a report of another cell, epoch count or
+    route list is refused."""
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -103,10 +104,11 @@ def resumed(path: Path, cell: str, epochs: int, routes: list[str]) -> dict:
     if old.get("cell") != cell or old.get("epochs") != epochs or sorted(old.get("routes", {})) != sorted(routes):
         raise ConfigError(f"{path} measured cell {old.get('cell')}, {old.get('epochs')} epochs, routes "
                           f"{sorted(old.get('routes', {}))}: resume it with the same --cell, --epochs and --routes")
-    return {route: {"replicas": {int(s): (loss, bool(loss > old.get("plateau_loss", PLATEAU_LOSS)))
+    seen = {route: {"replicas": {int(s): (loss, bool(loss > old.get("plateau_loss", PLATEAU_LOSS)))
                                  for s, loss in r["final_loss"].items()},
                     "failed": r.get("failed", {}), "seconds": r.get("seconds", 0.0)}
             for route, r in old["routes"].items()}
+    return seen, {k: old.get(k) for k in ("commit", "date_utc", "device")}
 
 
 def main(argv=None) -> int:
@@ -134,9 +136,10 @@ def main(argv=None) -> int:
         if a.replicas < 1 or a.epochs < 1:
             raise ConfigError("--replicas and --epochs must be >= 1")
         cell = cell_from_id(a.cell, a.profile)
-        seen, path = {route: {"replicas": {}, "failed": {}, "seconds": 0.0} for route in routes}, None
+        seen, path, before = {route: {"replicas": {}, "failed": {}, "seconds": 0.0} for route in routes}, None, None
         if a.resume:
-            path, seen = Path(a.resume), resumed(Path(a.resume), a.cell, a.epochs, routes)
+            path = Path(a.resume)
+            seen, before = resumed(path, a.cell, a.epochs, routes)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -144,8 +147,8 @@ def main(argv=None) -> int:
     report = {"device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cell": a.cell,
               "replicas": a.replicas, "epochs": a.epochs, "plateau_loss": PLATEAU_LOSS, "routes": {}}
-    if a.resume:
-        report["resumed_from"] = {k: json.loads(path.read_text()).get(k) for k in ("commit", "date_utc", "device")}
+    if before is not None:
+        report["resumed_from"] = before
     for start in range(0, len(cells), ROUND):
         for route in routes:
             todo = [c for c in cells[start:start + ROUND] if c.seed not in seen[route]["replicas"]]
