@@ -13,7 +13,6 @@ PATH) they skip, saying so (the ``chromium`` fixture of conftest.py).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -112,57 +111,78 @@ class Visit:
 
 
 # --------------------------------------------------------------------------- every page
-def test_every_page_is_offline_and_renders(site, browser):
-    pages = all_pages()
-    assert pages, f"no pages under {HTML}"
-    problems = []
-    n_figs = n_widgets = 0
-    for path in pages:
+PAGE_STATE = """() => {
+    const figs = Array.from(document.querySelectorAll('.plotly-graph-div'));
+    return {
+      figs: figs.length,
+      drawn: figs.filter(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg')).length,
+      widgetState: !!document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]'),
+      widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+      widgetsShown: document.querySelectorAll('.jupyter-widgets, .widget-inline-hbox, .lm-Widget').length,
+      math: document.querySelectorAll('div.math, span.math').length,
+      typeset: document.querySelectorAll('mjx-container').length,
+    };
+}"""
+
+
+@pytest.fixture(scope="module")
+def rendered(site, browser) -> dict:
+    """Every page of the site opened once, read-only: {page path: what the page tests check}
+    (requests outside 127.0.0.1, JavaScript errors, failed requests, what is drawn; for a chapter
+    its layout, for the paper page its status section)."""
+    out = {}
+    for path in all_pages():
         v = Visit(browser, site, path)
         try:
-            foreign = v.foreign_requests()
-            if foreign:
-                problems.append(f"{path.relative_to(HTML)}: requests outside 127.0.0.1: {foreign[:5]}")
-            if v.errors:
-                problems.append(f"{path.relative_to(HTML)}: JavaScript errors: {v.errors[:3]}")
-            bad = [u for u in v.failed if "favicon" not in u]
-            if bad:
-                problems.append(f"{path.relative_to(HTML)}: failed requests: {bad[:5]}")
             try:   # MathJax typesets asynchronously, after the load event: wait for it (or time out)
                 v.page.wait_for_function("""() => !document.querySelector('div.math, span.math')
                                                   || !!document.querySelector('mjx-container')""", timeout=15000)
             except Exception:
-                pass   # the check below reports it
+                pass   # the check reports it
             try:   # so does the widget manager render saved widgets: wait for them too (or time out)
                 v.page.wait_for_function("""() => !(document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')
                                                     && document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]'))
                                                   || !!document.querySelector('.jupyter-widgets, .widget-inline-hbox, .lm-Widget')""",
                                          timeout=15000)
             except Exception:
-                pass   # the check below reports it
-            state = v.page.evaluate("""() => {
-                const figs = Array.from(document.querySelectorAll('.plotly-graph-div'));
-                return {
-                  figs: figs.length,
-                  drawn: figs.filter(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg')).length,
-                  widgetState: !!document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]'),
-                  widgetViews: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
-                  widgetsShown: document.querySelectorAll('.jupyter-widgets, .widget-inline-hbox, .lm-Widget').length,
-                  math: document.querySelectorAll('div.math, span.math').length,
-                  typeset: document.querySelectorAll('mjx-container').length,
-                };
-            }""")
-            if state["drawn"] != state["figs"]:
-                problems.append(f"{path.relative_to(HTML)}: {state['figs'] - state['drawn']} of {state['figs']} "
-                                f"Plotly figures not drawn")
-            if state["widgetState"] and state["widgetViews"] and not state["widgetsShown"]:
-                problems.append(f"{path.relative_to(HTML)}: saved widgets not rendered")
-            if state["math"] and not state["typeset"]:
-                problems.append(f"{path.relative_to(HTML)}: math not typeset by MathJax")
-            n_figs += state["figs"]
-            n_widgets += state["widgetsShown"] > 0
+                pass   # the check reports it
+            r = {"foreign": v.foreign_requests(), "errors": list(v.errors),
+                 "failed": [u for u in v.failed if "favicon" not in u], "state": v.page.evaluate(PAGE_STATE)}
+            if path in chapter_pages():
+                v.page.wait_for_timeout(500)
+                r["layout"] = v.page.evaluate(LAYOUT_JS)
+            if path == HTML / "book" / "paper.html":
+                sec = v.page.locator("section#reproduction-status")
+                r["status"] = {"sections": sec.count(), "text": sec.inner_text() if sec.count() == 1 else "",
+                               "images": sec.locator("img").count(),
+                               "loaded": sec.locator("img").count() >= 1 and
+                               sec.locator("img").first.evaluate("(i) => i.complete && i.naturalWidth > 0")}
+            out[path] = r
         finally:
             v.close()
+    return out
+
+
+def test_every_page_is_offline_and_renders(rendered):
+    assert rendered, f"no pages under {HTML}"
+    problems = []
+    n_figs = n_widgets = 0
+    for path, r in rendered.items():
+        name, state = path.relative_to(HTML), r["state"]
+        if r["foreign"]:
+            problems.append(f"{name}: requests outside 127.0.0.1: {r['foreign'][:5]}")
+        if r["errors"]:
+            problems.append(f"{name}: JavaScript errors: {r['errors'][:3]}")
+        if r["failed"]:
+            problems.append(f"{name}: failed requests: {r['failed'][:5]}")
+        if state["drawn"] != state["figs"]:
+            problems.append(f"{name}: {state['figs'] - state['drawn']} of {state['figs']} Plotly figures not drawn")
+        if state["widgetState"] and state["widgetViews"] and not state["widgetsShown"]:
+            problems.append(f"{name}: saved widgets not rendered")
+        if state["math"] and not state["typeset"]:
+            problems.append(f"{name}: math not typeset by MathJax")
+        n_figs += state["figs"]
+        n_widgets += state["widgetsShown"] > 0
     assert not problems, "\n".join(problems)
     assert n_figs > 0, "the book has no Plotly figure at all"
 
@@ -235,37 +255,26 @@ LAYOUT_JS = """() => {
 }"""
 
 
-def test_paper_page_has_status_panel_and_chapters_fit(site, browser):
+def test_paper_page_has_status_panel_and_chapters_fit(rendered):
     paper = HTML / "book" / "paper.html"
-    if not paper.exists():
+    if paper not in rendered:
         pytest.skip("the paper page is not built")
-    v = Visit(browser, site, paper)
-    try:
-        sec = v.page.locator("section#reproduction-status")
-        assert sec.count() == 1, "no 'Reproduction status' section on the paper page"
-        text = sec.inner_text()
-        assert re.search(r"Paper A: \d+ of \d+ cells finished", text), text[:500]
-        assert re.search(r"Paper B: \d+ of \d+ cells finished", text), text[:500]
-        assert sec.locator("img").count() >= 1, "the status heat-map is not on the paper page"
-        assert sec.locator("img").first.evaluate("(i) => i.complete && i.naturalWidth > 0"), "the heat-map did not load"
-    finally:
-        v.close()
+    st = rendered[paper]["status"]
+    assert st["sections"] == 1, "no 'Reproduction status' section on the paper page"
+    assert re.search(r"Paper A: \d+ of \d+ cells finished", st["text"]), st["text"][:500]
+    assert re.search(r"Paper B: \d+ of \d+ cells finished", st["text"]), st["text"][:500]
+    assert st["images"] >= 1, "the status heat-map is not on the paper page"
+    assert st["loaded"], "the heat-map did not load"
     problems = []
     for path in chapter_pages():
-        v = Visit(browser, site, path)
-        try:
-            v.page.wait_for_timeout(500)
-            lay = v.page.evaluate(LAYOUT_JS)
-            name = path.relative_to(HTML)
-            if lay["wide"]:
-                problems.append(f"{name}: tables wider than the {lay['width']} px column: {lay['wide']}")
-            if lay["overlaps"]:
-                problems.append(f"{name}: overlapping axis titles in {sorted(set(lay['overlaps']))}")
-            narrow = [w for w in lay["panels"] if w < 280]
-            if narrow:
-                problems.append(f"{name}: figure panels narrower than 280 px: {narrow}")
-        finally:
-            v.close()
+        lay, name = rendered[path]["layout"], path.relative_to(HTML)
+        if lay["wide"]:
+            problems.append(f"{name}: tables wider than the {lay['width']} px column: {lay['wide']}")
+        if lay["overlaps"]:
+            problems.append(f"{name}: overlapping axis titles in {sorted(set(lay['overlaps']))}")
+        narrow = [w for w in lay["panels"] if w < 280]
+        if narrow:
+            problems.append(f"{name}: figure panels narrower than 280 px: {narrow}")
     assert not problems, "\n".join(problems)
 
 
