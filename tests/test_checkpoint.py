@@ -230,3 +230,39 @@ def test_status_says_how_long_a_cell_in_flight_has_left():
     from capslib.cli.grid import time_left
     assert time_left({"epoch": 5, "epochs": 10, "train_seconds": 600.0}) == ", about 10 min of training left"
     assert time_left({"epoch": None, "epochs": 10}) == ""
+
+
+def test_rates_count_attempts_and_the_epochs_of_cells_in_flight(tmp_path):
+    """A kind of cell has a measured rate from its first checkpointed epoch on: finished trainings
+    on this device (the stall rule's attempts too) and the epochs done by cells in flight."""
+    import json
+    from dataclasses import replace
+    from capslib.run.progress import eta_lines, measured_rates, training_images
+    from capslib.train.checkpoint import cache_root, store_key
+    quick = prioritized(profile_grid("quick").cells(), "quick")
+    caps = next(c for c in quick if c.protocol == "imbalanced" and c.method == "capsnet")
+    novelty = next(c for c in quick if c.protocol == "novelty" and c.method == "capsnet")
+    retrained = replace(caps, attempt=1)
+    elsewhere = next(c for c in quick if c.protocol == "imbalanced" and c.method == "capsnet" and c != caps)
+    n_caps = training_images(caps)
+
+    class Store(_FakeStore):
+        def load_cell(self, spec):
+            cid = spec if isinstance(spec, str) else spec.cell_id
+            dev = "gpu" if cid == elsewhere.cell_id else "cpu"
+            return {"provenance": {"device": dev, "precision": "bf16", "train_seconds": 10.0 if cid == caps.cell_id else 30.0}}
+
+    store = Store([caps.cell_id, retrained.cell_id, elsewhere.cell_id], tmp_path / "quick")
+    ck = cache_root() / "checkpoints" / store_key(store.dir)
+    ck.mkdir(parents=True)
+    (ck / f"{novelty.cell_id}.json").write_text(json.dumps(
+        {"cell_id": novelty.cell_id, "epoch": 1, "epochs": novelty.resolved().epochs, "train_seconds": 4.0,
+         "precision": "bf16", "updated_utc": "2026-12-05T09:00:00Z"}))
+    (ck / f"{novelty.cell_id}.pt").write_bytes(b"")
+    rates = measured_rates(store, quick, "cpu")
+    assert rates[("imbalanced", "capsnet", "bf16")] == (2 * n_caps / 40.0, 2)    # first training + attempt 1, not the GPU's
+    n_epoch = training_images(novelty) // novelty.resolved().epochs
+    assert rates[("novelty", "capsnet", "bf16")] == (n_epoch / 4.0, 1)
+    lines = eta_lines(quick, store, "cpu", "bf16")
+    assert any(line.startswith("paper B capsnet:") and f"at {n_epoch / 4.0:.0f} images/s (bf16, 1 cells)" in line
+               for line in lines), lines

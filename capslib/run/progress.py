@@ -4,7 +4,7 @@ device at the rate measured on the cells it already trained (``status --summary`
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from capslib.train.checkpoint import in_flight
@@ -88,24 +88,38 @@ def training_images(spec: CellSpec, data_root=None) -> Optional[int]:
 
 
 def measured_rates(store: ResultsStore, cells: Sequence[CellSpec], device: str, data_root=None) -> dict:
-    """Training images per second of the finished cells trained on ``device``, per
-    (protocol, method, precision): {key: (images/s, n_cells)}."""
+    """Training images per second measured on ``device``, per (protocol, method, precision):
+    {key: (images/s, n_cells)}. It counts every finished training of ``cells`` on that device
+    (the stall rule's attempts included) and the epochs already done by the cells in flight in
+    this store (their checkpoints are written on this machine), so a kind of cell has a rate
+    from its first checkpointed epoch on."""
     sums: dict[tuple, list] = {}
-    for c in cells:
-        if not store.is_done(c):
-            continue
-        doc = store.load_cell(c)
-        prov = doc.get("provenance", {})
-        if prov.get("device") != device or not prov.get("train_seconds"):
-            continue
-        n = training_images(c, data_root)
-        if n is None:
-            continue
-        r = c.resolved()
-        acc = sums.setdefault((r.protocol, r.method, prov.get("precision", "fp32")), [0, 0.0, 0])
-        acc[0] += n
-        acc[1] += prov["train_seconds"]
+
+    def add(spec: CellSpec, images: Optional[int], seconds: float, precision: str) -> None:
+        if images is None or not seconds:
+            return
+        r = spec.resolved()
+        acc = sums.setdefault((r.protocol, r.method, precision), [0, 0.0, 0])
+        acc[0] += images
+        acc[1] += seconds
         acc[2] += 1
+
+    by_id = {c.cell_id: c for c in cells if not c.attempt}
+    for c in by_id.values():
+        for k in range(MAX_ATTEMPTS if concerned(c) else 1):
+            spec = replace(c, attempt=k)
+            if not store.is_done(spec):
+                continue
+            prov = store.load_cell(spec).get("provenance", {})
+            if prov.get("device") == device:
+                add(spec, training_images(spec, data_root), prov.get("train_seconds"), prov.get("precision", "fp32"))
+    for meta in in_flight(store.dir):
+        spec = by_id.get(base_id(meta["cell_id"]))
+        if spec is None or not meta.get("epoch") or not meta.get("epochs"):
+            continue
+        n = training_images(spec, data_root)
+        add(spec, None if n is None else n * meta["epoch"] // meta["epochs"], meta.get("train_seconds"),
+            meta.get("precision") or "fp32")
     return {k: (n / s, k_cells) for k, (n, s, k_cells) in sums.items()}
 
 
