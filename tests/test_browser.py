@@ -395,7 +395,12 @@ def test_choosers_draw_the_picked_cell(site, browser, tmp_path):
                     continue
                 el.scroll_into_view_if_needed()
                 el.locator("select[name=group]").select_option(before["options"][-1])
-                v.page.wait_for_timeout(400)
+                try:   # the choice and then its drawing change (or the assertions below say what did not)
+                    v.page.wait_for_function(f"""([el, before]) => {{ const s = ({CHOOSER_STATE})(el);
+                        return s.choice !== before.choice && (s.ys !== before.ys || s.src !== before.src); }}""",
+                                             arg=[el.element_handle(), before], timeout=5000)
+                except Exception:
+                    pass
                 after = el.evaluate(CHOOSER_STATE)
                 assert after["choice"] != before["choice"], f"{path.name} chooser {i}: the menu changed nothing"
                 if kinds[path.stem] == "plot":
