@@ -238,8 +238,6 @@ def test_status_says_how_long_a_cell_in_flight_has_left():
 def test_rates_count_attempts_and_the_epochs_of_cells_in_flight(tmp_path):
     """A kind of cell has a measured rate from its first checkpointed epoch on: finished trainings
     on this device (the stall rule's attempts too) and the epochs done by cells in flight."""
-    import json
-    from dataclasses import replace
     from capslib.run.progress import eta_lines, measured_rates, training_images
     from capslib.train.checkpoint import cache_root, store_key
     quick = prioritized(profile_grid("quick").cells(), "quick")

@@ -7,6 +7,7 @@ Plotly figure as HTML.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 pm = pytest.importorskip("papermill")
 from capslib.book.execute import load_overrides, run_notebook  # noqa: E402
+from capslib.run.store.results import ResultsStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -29,8 +31,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def results_root(tmp_path_factory):
-    import shutil
-    from capslib.run.store.results import ResultsStore
     root = tmp_path_factory.mktemp("nb-results")
     shutil.copytree(ROOT / "results" / "quick" / "cells", root / "quick" / "cells")
     shutil.rmtree(root / "quick" / "cells" / MISSING)
@@ -77,7 +77,6 @@ def test_notebook_runs(path, results_root, tmp_path):
     run_notebook(path, out, params, cwd=tmp_path)     # papermill, per-cell timeout, never allow_errors
     print(f"{path.stem}: {time.perf_counter() - t0:.1f} s")
     if path.stem == "imbalanced_accuracy":
-        from capslib.run.store.results import ResultsStore
         assert ResultsStore(results_root, "quick").is_done(MISSING), "the chapter did not train its missing cell"
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

@@ -36,10 +36,17 @@ def concerned(spec: CellSpec) -> bool:
     return spec.protocol == "imbalanced" and spec.method == "capsnet"
 
 
+def trainings(spec: CellSpec, store: ResultsStore) -> list[CellSpec]:
+    """Every training of ``spec``'s cell the store holds, first attempt first (for a cell the
+    rule does not concern, its one training)."""
+    tries = (replace(spec, attempt=k) for k in range(MAX_ATTEMPTS if concerned(spec) else 1))
+    return [t for t in tries if store.is_done(t)]
+
+
 def last_attempt(spec: CellSpec, store: ResultsStore) -> Optional[int]:
     """The highest attempt of ``spec``'s cell the store holds (None: not even the first)."""
-    done = [k for k in range(MAX_ATTEMPTS) if store.is_done(replace(spec, attempt=k))]
-    return max(done) if done else None
+    done = trainings(spec, store)
+    return done[-1].attempt if done else None
 
 
 def last_record(spec: CellSpec, store: ResultsStore) -> Optional[tuple[int, dict]]:

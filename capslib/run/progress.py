@@ -4,12 +4,12 @@ device at the rate measured on the cells it already trained (``status --summary`
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from capslib.train.checkpoint import in_flight
 from capslib.core.config import MAX_ATTEMPTS, CellSpec
-from capslib.run.attempts import base_id, concerned, last_record, next_attempt
+from capslib.run.attempts import base_id, concerned, last_record, next_attempt, trainings
 from capslib.run.store.results import ResultsStore
 from capslib.run.store.schema import stalled
 
@@ -106,10 +106,7 @@ def measured_rates(store: ResultsStore, cells: Sequence[CellSpec], device: str, 
 
     by_id = {c.cell_id: c for c in cells if not c.attempt}
     for c in by_id.values():
-        for k in range(MAX_ATTEMPTS if concerned(c) else 1):
-            spec = replace(c, attempt=k)
-            if not store.is_done(spec):
-                continue
+        for spec in trainings(c, store):
             prov = store.load_cell(spec).get("provenance", {})
             if prov.get("device") == device:
                 add(spec, training_images(spec, data_root), prov.get("train_seconds"), prov.get("precision", "fp32"))

@@ -93,7 +93,7 @@ def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dic
     return route_summary(r["replicas"], r["failed"], r["seconds"])
 
 
-def resumed(path: Path, cell: str, epochs: int, routes: list[str]) -> dict:
+def resumed(path: Path, cell: str, epochs: int, routes: list[str]) -> tuple[dict, dict]:
     """What an earlier report of this tool measured, per route, in :func:`route_summary`'s input
     form, and its provenance (commit, date, device); a report of another cell, epoch count or
     route list is refused."""
