@@ -4,7 +4,8 @@
 #   bash scripts/background_grid.sh MINUTES [extra `python -m capslib run` options]
 #
 # It checks out the current commit into a separate git worktree (so that editing this
-# checkout cannot disturb the run), and there starts, niced, in the background:
+# checkout cannot disturb the run), and there starts, niced (its session's scheduling group as
+# well), in the background:
 #
 #   python -m capslib run --profile paper --results-root <this checkout>/results \
 #       --time-budget <MINUTES*60> --no-progress [extra options]
@@ -86,7 +87,12 @@ if [ "${FOREGROUND:-0}" = 1 ]; then
     echo "== $(date -u +%FT%TZ) exit $?" >> "$LOG"
     exit 0
 fi
-nohup bash -c '"$@" >> "$0" 2>&1; echo "== $(date -u +%FT%TZ) exit $?" >> "$0"' "$LOG" "${CMD[@]}" >/dev/null 2>&1 &
+# Its own session (setsid), and that session's scheduling group niced too: where the kernel groups
+# CPU time by session (sched_autogroup), `nice` only ranks processes inside one session, and a
+# process started in a session of its own (a Jupyter kernel, say) would share the cores with
+# the whole grid as an equal.
+nohup setsid bash -c '{ echo 19 > /proc/self/autogroup; } 2>/dev/null
+    "$@" >> "$0" 2>&1; echo "== $(date -u +%FT%TZ) exit $?" >> "$0"' "$LOG" "${CMD[@]}" >/dev/null 2>&1 &
 echo "background grid started (pid $!), $MINUTES min, commit ${SHA:0:12}; log: $LOG"
 echo "  progress:  $PY -m capslib status --profile paper --summary --data-root $DATA"
 echo "  stop it:   pkill -INT -f 'capslib run --profile paper --results-root $ROOT/results'  (keeps the last epoch)"
