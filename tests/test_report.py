@@ -211,6 +211,20 @@ def test_bars_and_accuracy_figures(df):
     assert [t.visible for t in acc.data] == [True, True, False, False]
 
 
+def test_bars_leave_a_marked_gap_for_each_held_out_class_asked_for_without_a_cell(df):
+    """Paper B's bars: a held-out class the chapter asked for but the store lacks keeps its
+    place on the axis, empty and labelled, so that what is missing shows."""
+    part = df[(df["protocol"] == "novelty") & (df["held_out"] == "2")].copy()
+    part.attrs["cells"] = ["novelty-digits-capsnet-h2-s0-e5-b32", "novelty-digits-capsnet-h9-s0-e5-b32",
+                           "novelty-digits-cnn_ocsvm-h035-s0-e5-b32", "novelty-mnist-capsnet-h4-s0-e20-b100"]
+    fig = figures.bars_figure(part, "digits", "novelty")
+    assert list(fig.data[0].x) == ["2", "9", "0+3+5"] and fig.layout.xaxis.type == "category"
+    ys = fig.data[0].y
+    assert ys[0] == round(part[part["method"] + ":" + part["score"] == "capsnet:pp"]["auroc"].mean(), 4)
+    assert all(y is None or y != y for y in ys[1:])                                   # no bar
+    assert sorted((a.x, a.text) for a in fig.layout.annotations) == [("0+3+5", "no cell yet"), ("9", "no cell yet")]
+
+
 def test_galleries(store, df, tmp_path, monkeypatch):
     from PIL import Image
     monkeypatch.chdir(tmp_path)

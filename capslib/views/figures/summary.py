@@ -1,6 +1,8 @@
 """Summary figures: grouped bars of every method and score, and ours against the paper."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -21,7 +23,7 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
     sel["column"] = sel["method"] + ":" + sel["score"]
     if protocol == "novelty":
         sel["x"], sel["group"] = sel["held_out"], ""
-        xs = report.held_out_order(sel["x"])
+        xs = report.held_out_order([*sel["x"], *_asked_held_outs(df, dataset)])
     else:
         sel["x"] = sel["normal_class"].astype(str)
         sel["group"] = [f"{v or m} · {f:.0%} anomalies" for m, v, f in zip(sel["method"], sel["variant"], sel["anomaly_fraction"])]
@@ -51,10 +53,20 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
     if groups:
         _initial_visibility(fig, groups, trace_groups)
         menus.insert(0, _group_menu(groups, trace_groups))
+    for x in sorted(set(xs) - set(sel["x"]), key=xs.index):     # asked for, no cell yet: a visible gap
+        fig.add_annotation(x=x, y=0.02, text="no cell yet", showarrow=False, textangle=-90, yanchor="bottom",
+                           font=dict(size=11, color="#888"))
     fig.update_layout(barmode="group", xaxis_title="held-out class(es)" if protocol == "novelty" else "normal class",
-                      yaxis=dict(title="metric", range=[0, 1.02]))
+                      xaxis_type="category", yaxis=dict(title="metric", range=[0, 1.02]))
     _layout(fig, f"Per-class results · {protocol} · {dataset} (mean over seeds; error bars: std, with ≥ 2 seeds)", menus)
     return fig
+
+
+def _asked_held_outs(df: pd.DataFrame, dataset: str) -> list[str]:
+    """The held-out labels ("2", "0+3+5") of the novelty cells asked for on ``dataset``
+    (``df.attrs["cells"]``), whether or not they have finished."""
+    pattern = re.compile(rf"novelty-{re.escape(dataset)}-.+?-h(\d+)-s\d+")
+    return ["+".join(m.group(1)) for cid in df.attrs.get("cells", []) if (m := pattern.match(cid))]
 
 
 def accuracy_figure(df: pd.DataFrame, dataset: str) -> go.Figure:
