@@ -113,6 +113,11 @@ def test_table_shapes(df):
     sel = df[(df["protocol"] == "novelty") & (df["held_out"] == "9") & (df["method"] == "capsnet")]
     piv = sel.pivot_table(index="seed", columns="score", values="auroc")
     assert cs.loc[1, "ours PP − RE"] == report.fmt((piv["pp"] - piv["re"]).mean(), (piv["pp"] - piv["re"]).std(), 2, 4)
+    two = df[(df["protocol"] == "novelty") & (df["held_out"] == "2") & (df["method"] == "capsnet")]
+    for score, paper, col in (("pp", 0.9841, "PP − paper"), ("re", 0.9699, "RE − paper")):
+        diff = two.loc[two["score"] == score, "auroc"].mean() - paper
+        assert cs.loc[0, col] == f"{diff:+.4f}".replace("-", "−")
+    assert cs.loc[1, "PP − paper"] == cs.loc[2, "RE − paper"] == "–"     # the paper prints no number there
     assert report.accuracy_table(df, "fashion").empty and report.novelty_table(df, "kmnist").empty
 
 

@@ -71,7 +71,9 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
             d, n = piv["pp"] - piv["re"], len(piv)
             rec.update({"ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
                         "ours RE": fmt(piv["re"].mean(), piv["re"].std(), n, 4),
-                        "ours PP − RE": fmt(d.mean(), d.std(), n, 4), "seeds": n})
+                        "ours PP − RE": fmt(d.mean(), d.std(), n, 4), "seeds": n,
+                        "PP − paper": _signed(piv["pp"].mean() - case["pp"] if case["pp"] is not None else None),
+                        "RE − paper": _signed(piv["re"].mean() - case["re"] if case["re"] is not None else None)})
         else:
             cid = f"novelty-{dataset}-capsnet-h{case['held_out'].replace('+', '')}-"
             m = next((m for k, m in flying.items() if k.startswith(cid)), None)
@@ -79,11 +81,17 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
             secs = seconds_left(m) if m else None
             left = "" if secs is None else f", about {secs / 3600:.1f} h of training left"
             status = f"in flight: epoch {m['epoch']}/{m['epochs']}{left}" if m else "not trained yet"
-            rec.update({"ours PP": status, "ours RE": "–", "ours PP − RE": "–", "seeds": 0})
+            rec.update({"ours PP": status, "ours RE": "–", "ours PP − RE": "–", "seeds": 0, "PP − paper": "–",
+                        "RE − paper": "–"})
         out.append(rec)
-    cols = ["dataset", "held-out", "ours PP", "ours RE", "ours PP − RE", "paper PP", "paper RE", "paper PP − RE",
-            "paper says", "references (AUROC)", "source", "seeds"]
+    cols = ["dataset", "held-out", "ours PP", "ours RE", "ours PP − RE", "paper PP", "paper RE", "PP − paper",
+            "RE − paper", "paper PP − RE", "paper says", "references (AUROC)", "source", "seeds"]
     return [{k: r[k] for k in cols} for r in out]
+
+
+def _signed(x) -> str:
+    """"+0.0106" / "−0.0031": ours (the mean over seeds) minus the paper's AUROC; "–" where the paper gives none."""
+    return "–" if x is None or pd.isna(x) else f"{x:+.4f}".replace("-", "−")
 
 
 def dataset_note(dataset: str, protocol: str = "imbalanced") -> str:
