@@ -83,7 +83,7 @@ def browser(chromium, site):
 class Visit:
     """A page opened in a fresh context, with every request and JavaScript error recorded."""
 
-    def __init__(self, browser, site: str, page_path: Path):
+    def __init__(self, browser, site: str, page_path: Path, settle_ms: int = 500):
         self.url = f"{site}/{page_path.relative_to(HTML).as_posix()}"
         self.requests, self.failed, self.errors = [], [], []
         self.ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
@@ -93,8 +93,9 @@ class Visit:
         self.page.on("response", lambda r: self.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(self.url, wait_until="networkidle", timeout=60_000)
-        # MathJax and the widget manager finish after the load event
-        self.page.wait_for_timeout(500)
+        # MathJax and the widget manager finish after the load event (``settle_ms=0``: the caller
+        # waits for what it checks instead)
+        self.page.wait_for_timeout(settle_ms)
 
     def foreign_requests(self) -> list[str]:
         out = []
@@ -132,8 +133,14 @@ def rendered(site, browser) -> dict:
     its layout, for the paper page its status section)."""
     out = {}
     for path in all_pages():
-        v = Visit(browser, site, path)
+        v = Visit(browser, site, path, settle_ms=0)
         try:
+            try:   # Plotly draws its figures after the load event: wait for every one (or time out)
+                v.page.wait_for_function("""() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+                                                  .every(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg'))""",
+                                         timeout=15000)
+            except Exception:
+                pass   # the check reports it
             try:   # MathJax typesets asynchronously, after the load event: wait for it (or time out)
                 v.page.wait_for_function("""() => !document.querySelector('div.math, span.math')
                                                   || !!document.querySelector('mjx-container')""", timeout=15000)
