@@ -99,3 +99,16 @@ def test_notebook_known_or_no_parameters_pass():
     check_notebook({"In": ["", PARAMS_CELL, "# Parameters\nclasses = 3\n", "x"]})
     check_notebook({"In": ["", PARAMS_CELL, "x"]})          # opened in Jupyter: nothing injected
     check_notebook({})                                        # not in IPython at all
+
+
+def test_a_novelty_cell_id_reads_back_what_it_was_made_from():
+    from capslib.core.config import held_out_label, parse_novelty_cell_id
+    from capslib.study.profiles import profile_grid
+    cells = [c for name in ("quick", "paper") for c in profile_grid(name).cells()]
+    novelty = [c.resolved() for c in cells if c.protocol == "novelty"]
+    assert any(len(c.held_out) == 3 for c in novelty)          # {0, 3, 5} is among them
+    for c in novelty:
+        assert parse_novelty_cell_id(c.cell_id) == {"dataset": c.dataset, "method": c.method, "variant": c.variant,
+                                                    "held_out": tuple(c.held_out), "seed": c.seed}
+    assert held_out_label((0, 3, 5)) == "0+3+5" and held_out_label((2,)) == "2"
+    assert all(parse_novelty_cell_id(c.cell_id) is None for c in cells if c.protocol != "novelty")

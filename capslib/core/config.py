@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Optional
 
@@ -206,7 +207,7 @@ class CellSpec:
         if r.protocol == "imbalanced":
             parts += [f"n{r.normal_class}", f"f{r.anomaly_fraction:g}"]
         else:
-            parts.append("h" + "".join(map(str, r.held_out)))
+            parts.append("h" + "".join(map(str, r.held_out)))   # one digit per class: parse_novelty_cell_id
         parts += [f"s{r.seed}", f"e{r.epochs}", f"b{r.batch_size}"]
         if r.lr != DEFAULT_LR:
             parts.append(f"lr{r.lr:g}")
@@ -228,6 +229,25 @@ class CellSpec:
 
     def __str__(self) -> str:
         return self.cell_id
+
+
+def held_out_label(held_out) -> str:
+    """The held-out classes as the store's rows and the book write them: "2", "0+3+5"."""
+    return "+".join(map(str, held_out))
+
+
+_NOVELTY_ID = re.compile(r"novelty-(?P<dataset>[a-z0-9_]+)-(?P<method>[a-z0-9_]+)(?:-(?P<variant>[a-z0-9_]+))?"
+                         r"-h(?P<held_out>\d+)-s(?P<seed>\d+)-")
+
+
+def parse_novelty_cell_id(cell_id: str) -> Optional[dict]:
+    """What ``CellSpec.cell_id`` wrote into a novelty cell's id: dataset, method, variant ("" for
+    none), held_out (a tuple of the one-digit class labels) and seed; None for any other id."""
+    m = _NOVELTY_ID.match(cell_id)
+    if m is None:
+        return None
+    return {"dataset": m["dataset"], "method": m["method"], "variant": m["variant"] or "",
+            "held_out": tuple(int(c) for c in m["held_out"]), "seed": int(m["seed"])}
 
 
 def spec_json(spec: CellSpec) -> str:

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from capslib.core.config import CellSpec
+from capslib.core.config import CellSpec, held_out_label
 from capslib.core.errors import OneLineError
 
 SCHEMA_VERSION = 1
@@ -87,7 +87,7 @@ def result_rows(spec: CellSpec, result, prov: dict) -> list[dict]:
         m = score_metrics(s, labels, result.thresholds.get(name))
         rows.append({
             "protocol": r.protocol, "dataset": r.dataset, "method": r.method, "variant": r.variant,
-            "normal_class": r.normal_class, "held_out": "+".join(map(str, r.held_out)),
+            "normal_class": r.normal_class, "held_out": held_out_label(r.held_out),
             "anomaly_fraction": r.anomaly_fraction, "seed": r.seed, "score": name, **m,
             "n_test_normal": int((labels == 0).sum()), "n_test_anomalous": int((labels == 1).sum()),
             "train_seconds": round(result.train_seconds, 3), "epochs": r.epochs, "batch_size": r.batch_size,

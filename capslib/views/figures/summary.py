@@ -1,11 +1,10 @@
 """Summary figures: grouped bars of every method and score, and ours against the paper."""
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import plotly.graph_objects as go
 
+from capslib.core.config import held_out_label, parse_novelty_cell_id
 from capslib.views import report
 from capslib.views.report.fmt import _agg
 from capslib.views.report.paper_a import row_groups
@@ -65,8 +64,8 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
 def _asked_held_outs(df: pd.DataFrame, dataset: str) -> list[str]:
     """The held-out labels ("2", "0+3+5") of the novelty cells asked for on ``dataset``
     (``df.attrs["cells"]``), whether or not they have finished."""
-    pattern = re.compile(rf"novelty-{re.escape(dataset)}-.+?-h(\d+)-s\d+")
-    return ["+".join(m.group(1)) for cid in df.attrs.get("cells", []) if (m := pattern.match(cid))]
+    return [held_out_label(p["held_out"]) for cid in df.attrs.get("cells", [])
+            if (p := parse_novelty_cell_id(cid)) and p["dataset"] == dataset]
 
 
 def accuracy_figure(df: pd.DataFrame, dataset: str) -> go.Figure:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from capslib.core.config import held_out_label, parse_novelty_cell_id
 from capslib.study import paper_numbers as pn
 
 from capslib.views.report.fmt import _agg, datasets, fmt, held_out_order
@@ -38,7 +39,7 @@ def case_studies(df: pd.DataFrame, store=None) -> pd.DataFrame:
     per seed, then averaged), and the reference detectors' AUROC on the same held-out classes. A
     case with no CapsNet cell yet stays in the table and says so: in flight (its epoch and the
     training time left, from ``store``'s checkpoints) or not trained yet."""
-    asked = {cid.split("-")[1] for cid in df.attrs.get("cells", []) if cid.startswith("novelty-")}
+    asked = {p["dataset"] for cid in df.attrs.get("cells", []) if (p := parse_novelty_cell_id(cid))}
     out = []
     for dataset in sorted(asked | set(datasets(df, "novelty"))):
         if pn.REFERENCE_DATASET.get(dataset) != "mnist":
@@ -71,12 +72,12 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
             d, n = piv["pp"] - piv["re"], len(piv)
             rec.update({"ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
                         "ours RE": fmt(piv["re"].mean(), piv["re"].std(), n, 4),
-                        "ours PP − RE": fmt(d.mean(), d.std(), n, 4), "seeds": n,
-                        "PP − paper": _signed(piv["pp"].mean() - case["pp"] if case["pp"] is not None else None),
-                        "RE − paper": _signed(piv["re"].mean() - case["re"] if case["re"] is not None else None)})
+                        "ours PP − RE": fmt(d.mean(), d.std(), n, 4), "seeds": n})
+            rec.update({f"{s.upper()} − paper": _signed(piv[s].mean() - case[s] if case[s] is not None else None)
+                        for s in ("pp", "re")})
         else:
-            cid = f"novelty-{dataset}-capsnet-h{case['held_out'].replace('+', '')}-"
-            m = next((m for k, m in flying.items() if k.startswith(cid)), None)
+            m = next((m for k, m in flying.items() if (p := parse_novelty_cell_id(k)) and p["dataset"] == dataset
+                      and p["method"] == "capsnet" and held_out_label(p["held_out"]) == case["held_out"]), None)
             from capslib.run.progress import seconds_left
             secs = seconds_left(m) if m else None
             left = "" if secs is None else f", about {secs / 3600:.1f} h of training left"
