@@ -126,6 +126,16 @@ PAGE_STATE = """() => {
 }"""
 
 
+def _wait_for(page, js: str, arg=None, timeout_ms: int = 15000) -> bool:
+    """Wait until ``js`` (called with ``arg``) holds on ``page``; False on a time-out, which the
+    checks that follow then report."""
+    try:
+        page.wait_for_function(js, arg=arg, timeout=timeout_ms)
+        return True
+    except Exception:
+        return False
+
+
 @pytest.fixture(scope="module")
 def rendered(site, browser) -> dict:
     """Every page of the site opened once, read-only: {page path: what the page tests check}
@@ -135,24 +145,15 @@ def rendered(site, browser) -> dict:
     for path in all_pages():
         v = Visit(browser, site, path, settle_ms=0)
         try:
-            try:   # Plotly draws its figures after the load event: wait for every one (or time out)
-                v.page.wait_for_function("""() => Array.from(document.querySelectorAll('.plotly-graph-div'))
-                                                  .every(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg'))""",
-                                         timeout=15000)
-            except Exception:
-                pass   # the check reports it
-            try:   # MathJax typesets asynchronously, after the load event: wait for it (or time out)
-                v.page.wait_for_function("""() => !document.querySelector('div.math, span.math')
-                                                  || !!document.querySelector('mjx-container')""", timeout=15000)
-            except Exception:
-                pass   # the check reports it
-            try:   # so does the widget manager render saved widgets: wait for them too (or time out)
-                v.page.wait_for_function("""() => !(document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')
-                                                    && document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]'))
-                                                  || !!document.querySelector('.jupyter-widgets, .widget-inline-hbox, .lm-Widget')""",
-                                         timeout=15000)
-            except Exception:
-                pass   # the check reports it
+            # Plotly draws its figures, MathJax typesets and the widget manager renders saved
+            # widgets after the load event: wait for each (the checks report what never came)
+            _wait_for(v.page, """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+                                   .every(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg'))""")
+            _wait_for(v.page, """() => !document.querySelector('div.math, span.math')
+                                   || !!document.querySelector('mjx-container')""")
+            _wait_for(v.page, """() => !(document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')
+                                     && document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]'))
+                                   || !!document.querySelector('.jupyter-widgets, .widget-inline-hbox, .lm-Widget')""")
             r = {"foreign": v.foreign_requests(), "errors": list(v.errors),
                  "failed": [u for u in v.failed if "favicon" not in u], "state": v.page.evaluate(PAGE_STATE)}
             if path in chapter_pages():
@@ -402,12 +403,9 @@ def test_choosers_draw_the_picked_cell(site, browser, tmp_path):
                     continue
                 el.scroll_into_view_if_needed()
                 el.locator("select[name=group]").select_option(before["options"][-1])
-                try:   # the choice and then its drawing change (or the assertions below say what did not)
-                    v.page.wait_for_function(f"""([el, before]) => {{ const s = ({CHOOSER_STATE})(el);
-                        return s.choice !== before.choice && (s.ys !== before.ys || s.src !== before.src); }}""",
-                                             arg=[el.element_handle(), before], timeout=5000)
-                except Exception:
-                    pass
+                _wait_for(v.page, f"""([el, before]) => {{ const s = ({CHOOSER_STATE})(el);   // the choice, then its drawing
+                    return s.choice !== before.choice && (s.ys !== before.ys || s.src !== before.src); }}""",
+                          arg=[el.element_handle(), before], timeout_ms=5000)
                 after = el.evaluate(CHOOSER_STATE)
                 assert after["choice"] != before["choice"], f"{path.name} chooser {i}: the menu changed nothing"
                 if kinds[path.stem] == "plot":

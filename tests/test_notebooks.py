@@ -2,8 +2,8 @@
 
 All notebooks share one temporary results root: a copy of the committed quick store (what the
 build reads). The first notebook asks for one epoch, cells the store lacks, and trains them as a
-chapter does with missing cells; the others read the store. Errors are never allowed; each executed notebook must show a
-Plotly figure as HTML.
+chapter does with missing cells; the others read the store. Errors are never allowed; each
+executed notebook must show a Plotly figure as HTML.
 """
 from __future__ import annotations
 
