@@ -11,7 +11,7 @@ import capslib.study.baselines as B
 from capslib.study.baselines.cnn import PlainCNN, msp_score
 from capslib.study.baselines.dbn import DBN
 from capslib.study.baselines.deepsad import LeNetDecoder, LeNetEncoder, center, deep_sad_loss
-from capslib.study.baselines.ocsvm import select_ocsvm
+from capslib.study.baselines.ocsvm import gamma_sensitivity, select_ocsvm, selection_fits
 from capslib.study.baselines.vae import ConvVAE, negative_elbo
 from capslib.core.config import CellSpec
 from capslib.data.datasets import Dataset
@@ -114,6 +114,24 @@ def test_ocsvm_selection_on_normal_data_only():
     assert sel["nu"] == 0.1 and sel["n_select_heldout"] == 80
     # larger gammas (tighter boundaries) reject more unseen normal data, up to everything
     assert sel["heldout_rejection"][-1] > sel["heldout_rejection"][0]
+
+
+def test_ocsvm_gamma_sensitivity_is_an_oracle_beside_the_rule():
+    """The sensitivity scores the rule's own grid of OCSVMs on labelled test data, one AUROC per
+    gamma; it changes nothing the rule chose. Two normal clusters with an anomaly cluster midway
+    between them: a wide kernel takes the middle as normal (AUROC < 0.5), a tight one does not."""
+    rng = np.random.default_rng(2)
+    centres = np.array([[-4.0, 0.0], [4.0, 0.0]])
+    normal = np.concatenate([c + rng.normal(scale=0.5, size=(300, 2)) for c in centres])
+    test_normal = np.concatenate([c + rng.normal(scale=0.5, size=(50, 2)) for c in centres])
+    anomalies = rng.normal(scale=0.5, size=(100, 2))
+    test = np.concatenate([test_normal, anomalies])
+    labels = np.r_[np.zeros(100), np.ones(100)]
+    fits = selection_fits(normal, seed=0)
+    assert select_ocsvm(normal, seed=0, fits=fits) == select_ocsvm(normal, seed=0)
+    auroc = gamma_sensitivity(fits, test, labels)
+    assert len(auroc) == len(fits["gammas"]) and all(0.0 <= a <= 1.0 for a in auroc)
+    assert auroc[0] < 0.5 < 0.95 < max(auroc)
 
 
 # ---- known answer on the squares -----------------------------------------------------------

@@ -299,3 +299,34 @@ def test_gallery_browser_leaves_out_cells_without_galleries(tmp_path):
     st.write_cell(spec, result_rows(spec, res, PROV), {"test_labels": labels, "score_recon": labels + 0.5}, PROV)
     df = report.load_rows(st.root, st.profile)
     assert "No cells" in widgets.gallery_browser(st, df).value
+
+
+def test_ocsvm_gamma_figure_draws_the_recorded_sweep_and_names_cells_without_one(tmp_path):
+    """The kernel-width figure reads each CNN+OCSVM cell's recorded sweep: one AUROC curve and
+    one rejection curve per cell, the rule's γ starred with the cell's headline AUROC; a cell
+    recorded without a sweep is counted in the title, not drawn."""
+    st = ResultsStore(tmp_path, "t")
+    rng = np.random.default_rng(3)
+    steps = list(range(-6, 7))
+    auroc = [0.3 + 0.05 * (k + 6) for k in steps]
+    rejection = [0.09 + 0.07 * max(k, 0) for k in steps]
+    info = {"gamma0": 0.5, "gamma": 0.5, "gamma_grid": [0.5 * 2.0 ** k for k in steps], "heldout_rejection": rejection,
+            "rejection_tolerance": 0.12, "oracle_auroc_by_gamma": auroc}
+    labels = (np.arange(40) % 2).astype(np.int64)
+    res = SimpleNamespace(test_labels=labels, scores={"ocsvm": rng.normal(size=40) + labels},
+                          thresholds={"ocsvm": 0.0}, train_seconds=1.0)
+    for h, cell_info in (((2,), info), ((9,), {})):
+        spec = CellSpec("novelty", "digits", "cnn_ocsvm", held_out=h, seed=0, epochs=1)
+        st.write_cell(spec, result_rows(spec, res, PROV), {"test_labels": labels, "score_ocsvm": res.scores["ocsvm"]},
+                      PROV, info=cell_info)
+    df = report.load_rows(st.root, st.profile)
+    sweeps, without = figures.ocsvm_sweeps(st, df, "digits")
+    assert without == [CellSpec("novelty", "digits", "cnn_ocsvm", held_out=(9,), seed=0, epochs=1).cell_id]
+    assert list(sweeps["log2_gamma_ratio"]) == steps and list(sweeps["oracle_auroc"]) == auroc
+    assert sweeps["chosen"].sum() == 1 and sweeps.loc[sweeps["chosen"], "log2_gamma_ratio"].item() == 0
+    fig = figures.ocsvm_gamma_figure(st, df, "digits")
+    assert len(fig.data) == 4 and list(fig.data[0].y) == auroc and list(fig.data[2].y) == rejection
+    headline = df[df["held_out"] == "2"]["auroc"].item()
+    assert fig.data[1].y[0] == headline and fig.data[1].x[0] == 0
+    assert "1 earlier cell(s) recorded no sweep" in fig.layout.title.text
+    assert "no results" in figures.ocsvm_gamma_figure(st, df, "mnist").layout.title.text
