@@ -37,6 +37,7 @@ SCORES = {
     ("novelty", "vae"): {"re": None, "mse": None},
 }
 N_TEST = {"imbalanced": 2004, "novelty": 2064}
+N_CLASSES = {"smallnorb": 5}   # every other dataset has 10
 PROV = {"commit": "synthetic", "device": "cpu (test)", "torch": "x", "precision": "fp32",
         "finished_utc": "2026-01-01T00:00:00Z"}
 
@@ -58,7 +59,9 @@ def _arrays(spec, rng) -> tuple[dict, SimpleNamespace]:
                           train_anomaly_score=rng.normal(size=m).astype(np.float32),
                           train_labels=(rng.random(m) < 0.01).astype(np.int64))
         else:
-            arrays["test_classes"] = rng.integers(0, 10, n, dtype=np.int64)
+            arrays.update(test_classes=rng.integers(0, 10, n, dtype=np.int64),
+                          test_lengths=rng.random((n, N_CLASSES.get(spec.dataset, 10) - len(spec.held_out)),
+                                                  dtype=np.float32))
     if spec.method == "cnn_msp":
         arrays["test_probs"] = rng.random((n, 9), dtype=np.float32)
     return arrays, SimpleNamespace(test_labels=labels, scores=scores, thresholds=thresholds, train_seconds=60.0)

@@ -330,3 +330,41 @@ def test_ocsvm_gamma_figure_draws_the_recorded_sweep_and_names_cells_without_one
     assert fig.data[1].y[0] == headline and fig.data[1].x[0] == 0
     assert "1 earlier cell(s) recorded no sweep" in fig.layout.title.text
     assert "no results" in figures.ocsvm_gamma_figure(st, df, "mnist").layout.title.text
+
+
+def test_taken_for_maps_capsules_back_to_the_original_classes():
+    """Capsule i is the i-th normal class in order: with class 1 held out, capsules (0, 1, 2) are
+    classes (0, 2, 3); only anomalous images count, and the held-out class has no share."""
+    lengths = np.array([[0.9, 0.1, 0.1],     # normal image: not counted
+                        [0.1, 0.2, 0.8],     # anomaly taken for class 3
+                        [0.7, 0.2, 0.1],     # ... for class 0
+                        [0.1, 0.3, 0.6]])    # ... for class 3
+    share = figures.taken_for(lengths, np.array([0, 1, 1, 1]), (1,))
+    assert np.isnan(share[1]) and np.allclose(share[[0, 2, 3]], [1 / 3, 0.0, 2 / 3])
+    three = figures.taken_for(np.eye(7)[[6, 6, 0]], np.array([1, 1, 1]), (0, 3, 5))
+    assert np.isnan(three[[0, 3, 5]]).all() and np.allclose(three[[1, 9]], [1 / 3, 2 / 3])
+
+
+def test_assignment_figure_one_row_per_held_out_case_averaged_over_seeds(tmp_path):
+    """The heatmap reads each CapsNet cell's capsule lengths: one row per held-out case in the
+    order 2, 9, 0+3+5, the seeds averaged; a cell without lengths is left out."""
+    st = ResultsStore(tmp_path, "t")
+    labels = np.array([0, 1, 1, 1, 1])
+    res = SimpleNamespace(test_labels=labels, scores={"pp": np.arange(5.0)}, thresholds={"pp": None}, train_seconds=1.0)
+    def put(held, seed, capsule, lengths=True):
+        spec = CellSpec("novelty", "digits", "capsnet", held_out=held, seed=seed, epochs=1)
+        arrays = {"test_labels": labels, "score_pp": res.scores["pp"]}
+        if lengths:
+            arrays["test_lengths"] = np.eye(10 - len(held))[capsule]
+        st.write_cell(spec, result_rows(spec, res, PROV), arrays, PROV)
+    put((9,), 0, [0, 4, 4, 4, 4])                # every 9 taken for class 4
+    put((9,), 1, [0, 4, 4, 7, 7])                # half for 4, half for 7
+    put((0, 3, 5), 0, [0, 0, 0, 1, 1])           # capsule 0 is class 1, capsule 1 class 2
+    put((2,), 0, [0, 0, 0, 0, 0], lengths=False)
+    df = report.load_rows(st.root, st.profile)
+    table = figures.assignment_table(st, df, "digits")
+    assert list(table.index) == ["9", "0+3+5"]
+    assert np.allclose(table.loc["9", [4, 7]], [0.75, 0.25]) and np.isnan(table.loc["9", 9])
+    assert np.allclose(table.loc["0+3+5", [1, 2]], [0.5, 0.5])
+    fig = figures.assignment_figure(st, df, "digits")
+    assert list(fig.data[0].y) == ["9", "0+3+5"] and fig.data[0].text[0][4] == "75%"
