@@ -55,10 +55,13 @@ def assignment_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> go
     text = [["" if np.isnan(v) else f"{100 * v:.0f}%" for v in row] for row in z]
     fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in table.columns], y=list(table.index), text=text,
                                texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
-                               colorbar=dict(title="share", tickformat=".0%"),
+                               colorbar=dict(title="share", tickformat=".0%", lenmode="pixels", len=max(90, 70 * len(table))),
                                hovertemplate="held out %{y}: %{z:.1%} taken for %{x}<extra></extra>"))
     fig.update_xaxes(title_text="the longest capsule's class (the decoder rebuilds the image as this class)",
                      type="category")
     fig.update_yaxes(title_text="held-out class(es)", type="category", autorange="reversed")
-    _layout(fig, title, [], height=max(220, 60 * len(table) + 120))
+    _layout(fig, title, [], height=210 + 70 * len(table))       # about 70 px a row of plot
+    fig.update_layout(plot_bgcolor="white")                       # the held-out classes stay blank
+    fig.update_xaxes(showgrid=False)
+    fig.update_yaxes(showgrid=False)
     return fig

@@ -37,7 +37,7 @@ def ocsvm_gamma_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> g
     """Left: each CNN+OCSVM cell's test AUROC against log2(γ/γ₀) (the oracle sweep; the star is
     the headline AUROC of the final OCSVM at the rule's γ). Right: the held-out normal rejection
     rate the rule judges γ by, with its tolerance; the rule keeps the largest γ under it."""
-    title = f"CNN+OCSVM · {dataset}: AUROC against the kernel width γ"
+    title = f"CNN+OCSVM · {dataset}: AUROC against the kernel width γ (γ₀ = 1/(d·Var), scikit-learn's \"scale\")"
     sweeps, without = ocsvm_sweeps(store, df, dataset)
     if sweeps.empty:
         return _empty(title + (f" ({len(without)} cells recorded no sweep)" if without else ""))
@@ -66,7 +66,7 @@ def ocsvm_gamma_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> g
                                  hovertemplate="the rule's γ<extra></extra>"), row=1, col=2)
     fig.add_hline(y=0.5, line_dash="dot", line_color="#7f7f7f", row=1, col=1)
     fig.add_hline(y=float(sweeps["tolerance"].max()), line_dash="dot", line_color="#7f7f7f", row=1, col=2)
-    fig.update_xaxes(title_text="log2(γ/γ₀); γ₀ = 1/(d·Var), scikit-learn's \"scale\"; right = tighter", dtick=2)
+    fig.update_xaxes(title_text="log2(γ/γ₀) (right: a tighter kernel)", dtick=2)
     fig.update_yaxes(title_text="AUROC (dotted: chance)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="rejected (dotted: ν + 2 SE)", range=[0, 1.02], tickformat=".0%", row=1, col=2)
     note = f" · {len(without)} earlier cell(s) recorded no sweep" if without else ""
