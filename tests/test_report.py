@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from capslib.views import figures, report, widgets
@@ -118,6 +119,12 @@ def test_table_shapes(df):
         diff = two.loc[two["score"] == score, "auroc"].mean() - paper
         assert cs.loc[0, col] == f"{diff:+.4f}".replace("-", "−")
     assert cs.loc[1, "PP − paper"] == cs.loc[2, "RE − paper"] == "–"     # the paper prints no number there
+    # a reference detector with two scores is listed score by score, never averaged across them
+    base = df[(df["protocol"] == "novelty") & (df["method"] == BASELINE)]
+    two_scores = pd.concat([df, base.assign(score="mse", auroc=base["auroc"] / 2)], ignore_index=True)
+    refs = report.case_studies(two_scores).loc[0, "references (AUROC)"]
+    recon = base.loc[base["held_out"] == "2", "auroc"].mean()
+    assert refs == f"{BASELINE}:mse {recon / 2:.4f}; {BASELINE}:recon {recon:.4f}"
     assert report.accuracy_table(df, "fashion").empty and report.novelty_table(df, "kmnist").empty
 
 

@@ -66,8 +66,8 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
         rec = {"dataset": dataset, "held-out": case["held_out"],
                "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
                "paper PP − RE": case["pp_minus_re_text"], "paper says": case["claim"], "source": case["source"],
-               "references (AUROC)": "; ".join(f"{m} {a:.4f}" for m, a in
-                                               refs.groupby("method")["auroc"].mean().items()) or "–"}
+               "references (AUROC)": "; ".join(f"{m}:{sc} {a:.4f}" for (m, sc), a in
+                                               refs.groupby(["method", "score"])["auroc"].mean().items()) or "–"}
         if {"pp", "re"} <= set(piv.columns):
             d, n = piv["pp"] - piv["re"], len(piv)
             rec.update({"ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
