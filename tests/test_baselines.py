@@ -195,3 +195,28 @@ def test_runs_end_to_end_on_the_digits(tmp_path, spec):
         assert arrays[f"score_{row['score']}"].shape == (n,)
     assert doc["provenance"]["train_seconds"] > 0
     assert (store.dir / "cells.csv").read_text().count(spec.cell_id) == len(doc["rows"])
+
+
+def test_cnn_msp_reuses_the_classifier_cnn_ocsvm_trained_and_scores_as_if_it_trained_it(tmp_path):
+    """CNN+OCSVM and the CNN's maximum softmax train the same classifier of the normal classes:
+    run one after the other in a process, the second reuses the first's network (and says so)
+    and stores the scores it would have got by training the network itself."""
+    from capslib.study.baselines import cnn
+    ocsvm = CellSpec("novelty", "digits", "cnn_ocsvm", held_out=(9,), epochs=1)
+    msp = CellSpec("novelty", "digits", "cnn_msp", held_out=(9,), epochs=1)
+    cnn._LAST_CLASSIFIER.clear()
+    alone = ResultsStore(tmp_path / "alone", "t")
+    run_cell(msp, alone, device="cpu")
+    cnn._LAST_CLASSIFIER.clear()              # a fresh process
+    shared = ResultsStore(tmp_path / "shared", "t")
+    run_cell(ocsvm, shared, device="cpu")
+    run_cell(msp, shared, device="cpu")
+    info = shared.load_cell(msp)["info"]
+    assert info["cnn_trained_by"] == ocsvm.cell_id and shared.load_cell(ocsvm)["info"]["cnn_trained_by"] == ocsvm.cell_id
+    assert alone.load_cell(msp)["info"]["cnn_trained_by"] == msp.cell_id
+    assert np.array_equal(alone.load_arrays(msp)["score_msp"], shared.load_arrays(msp)["score_msp"])
+    assert info["final_loss"] == alone.load_cell(msp)["info"]["final_loss"]
+    # another seed is another network: trained, not reused
+    other = CellSpec("novelty", "digits", "cnn_msp", held_out=(9,), epochs=1, seed=1)
+    run_cell(other, shared, device="cpu")
+    assert shared.load_cell(other)["info"]["cnn_trained_by"] == other.cell_id

@@ -8,6 +8,9 @@ reference detectors built on it:
   anomaly) classifier on paper A's imbalanced training set, plain cross-entropy with no
   re-weighting; anomaly score = its softmax probability of the anomaly class.
 
+Under *novelty* the classifier of the normal classes serves two methods, ``cnn_msp`` and
+``cnn_ocsvm`` (:mod:`.ocsvm`); a process trains it once for both (:func:`normal_classifier`).
+
 Network (paper B): conv 3x3x32, conv 3x3x64 (both unpadded), max-pool 2x2, FC 128, all
 ReLU, then a linear layer to the classes (softmax in the loss). Inputs as the CapsNet cell
 it is compared with gets them: [0, 1] under *novelty*, standardized under *imbalanced*.
@@ -58,6 +61,32 @@ def train_classifier(r: CellSpec, data: Dataset, x: torch.Tensor, y: torch.Tenso
     return model, rec
 
 
+_LAST_CLASSIFIER: dict = {}   # what determines it -> (network, fit record, the cell that trained it)
+
+
+def normal_classifier(r: CellSpec, data: Dataset, split: Split, ctx: RunContext) -> tuple[PlainCNN, dict]:
+    """Paper B's CNN classifier of the normal classes, for the two methods built on it (CNN+OCSVM's
+    features and the CNN's maximum softmax). It is trained once per process for both: the same
+    spec (all but the method), split, data and device give the same network, so the second cell
+    of a held-out case reuses the network of the first instead of training it again. The reused
+    record keeps the training seconds the network cost and names the cell that trained it
+    (``trained_by``)."""
+    import hashlib
+    import json
+
+    key = json.dumps({**r.to_dict(), "method": None, "device": str(ctx.device), "data": data.name,
+                      "split": hashlib.sha1(split.train_idx.tobytes() + split.train_labels.tobytes()).hexdigest()},
+                     sort_keys=True)
+    if key in _LAST_CLASSIFIER:
+        model, rec, trained_by = _LAST_CLASSIFIER[key]
+        return model, {**rec, "trained_by": trained_by}
+    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
+    model, rec = train_classifier(r, data, x_tr, y_tr, r.n_normal_classes, ctx, standardize=False)
+    _LAST_CLASSIFIER.clear()      # one network kept: the two cells that share it run one after the other
+    _LAST_CLASSIFIER[key] = (model, rec, r.cell_id)
+    return model, {**rec, "trained_by": r.cell_id}
+
+
 def softmax_probs(model: PlainCNN, images: torch.Tensor, device, standardize: bool) -> np.ndarray:
     """(N, K) softmax probabilities of images already as the network sees them."""
     return forward_all(lambda x: F.softmax(model(x), 1), images, device, standardize=standardize)[0]
@@ -72,12 +101,11 @@ def run_novelty_msp(spec: CellSpec, data: Dataset, split: Split, ctx: RunContext
     """Protocol *novelty*: a CNN classifier of the normal classes; score −MSP."""
     r = spec.resolved()
     k = r.n_normal_classes
-    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
-    model, rec = train_classifier(r, data, x_tr, y_tr, k, ctx, standardize=False)
+    model, rec = normal_classifier(r, data, split, ctx)
     probs = softmax_probs(model, as_seen(data, data.x_test[split.test_idx]), ctx.device, False)
     return CellResult(split.test_labels, {"msp": msp_score(probs)}, {"msp": None}, rec["train_seconds"],
                       arrays={"test_probs": probs.astype(np.float32)},
-                      info={"final_loss": rec["final_loss"], "n_classes": k,
+                      info={"final_loss": rec["final_loss"], "n_classes": k, "cnn_trained_by": rec["trained_by"],
                             "normal_test_accuracy": normal_accuracy(probs, data, split, r.held_out)})
 
 

@@ -30,13 +30,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 from capslib.core.config import CellSpec
 from capslib.data.datasets import Dataset
 from capslib.study.protocols import CellResult, RunContext
 from capslib.data.splits import Split
-from capslib.study.baselines.cnn import normal_accuracy, softmax_probs, train_classifier
+from capslib.study.baselines.cnn import normal_accuracy, normal_classifier, softmax_probs
 from capslib.study.baselines.common import as_seen, forward_all
 
 NU = 0.1
@@ -95,8 +94,8 @@ def run_novelty_ocsvm(spec: CellSpec, data: Dataset, split: Split, ctx: RunConte
 
     r = spec.resolved()
     k = r.n_normal_classes
-    x_tr, y_tr = data.x_train[split.train_idx], torch.from_numpy(split.train_labels)
-    model, rec = train_classifier(r, data, x_tr, y_tr, k, ctx, standardize=False)
+    x_tr = data.x_train[split.train_idx]
+    model, rec = normal_classifier(r, data, split, ctx)
     t0 = time.perf_counter()
     f_tr = forward_all(model.embed, as_seen(data, x_tr), ctx.device)[0]
     scaler = StandardScaler().fit(f_tr)
@@ -115,6 +114,7 @@ def run_novelty_ocsvm(spec: CellSpec, data: Dataset, split: Split, ctx: RunConte
     probs = softmax_probs(model, x_te, ctx.device, False)
     return CellResult(split.test_labels, {"ocsvm": score}, {"ocsvm": 0.0}, rec["train_seconds"] + fit_seconds,
                       info={"final_loss": rec["final_loss"], "n_classes": k, "cnn_seconds": rec["train_seconds"],
+                            "cnn_trained_by": rec["trained_by"],
                             "ocsvm_seconds": fit_seconds, "n_ocsvm_fit": len(final_idx),
                             "n_support": int(len(svm.support_)), **sel,
                             "oracle_auroc_by_gamma": oracle,
