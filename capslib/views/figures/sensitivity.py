@@ -35,13 +35,13 @@ def ocsvm_sweeps(store: ResultsStore, df: pd.DataFrame, dataset: str) -> tuple[p
 
 def ocsvm_gamma_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> go.Figure:
     """Left: each CNN+OCSVM cell's test AUROC against log2(γ/γ₀) (the oracle sweep; the star is
-    the headline AUROC of the final OCSVM at the rule's γ). Right: the held-out normal rejection
+    the headline AUROC of the final OCSVM at the rule's γ). Below: the held-out normal rejection
     rate the rule judges γ by, with its tolerance; the rule keeps the largest γ under it."""
     title = f"CNN+OCSVM · {dataset}: AUROC against the kernel width γ (γ₀ = 1/(d·Var), scikit-learn's \"scale\")"
     sweeps, without = ocsvm_sweeps(store, df, dataset)
     if sweeps.empty:
         return _empty(title + (f" ({len(without)} cells recorded no sweep)" if without else ""))
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.16,   # stacked: each panel keeps the page width
                         subplot_titles=("test AUROC (oracle: looks at the anomalies)",
                                         "rejection of held-out normal features (the rule)"))
     for i, (cell_id, g) in enumerate(sweeps.groupby("cell_id", sort=True)):
@@ -60,15 +60,15 @@ def ocsvm_gamma_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> g
         fig.add_trace(go.Scatter(x=g["log2_gamma_ratio"], y=g["heldout_rejection"], mode="lines+markers",
                                  name=name, legendgroup=name, showlegend=False, line=dict(color=color, dash="dash"),
                                  hovertemplate="log2(γ/γ₀) %{x}: rejects %{y:.1%} of held-out normals<extra></extra>"),
-                      row=1, col=2)
+                      row=2, col=1)
         fig.add_trace(go.Scatter(x=pick["log2_gamma_ratio"], y=pick["heldout_rejection"], mode="markers",
                                  showlegend=False, legendgroup=name, marker=dict(symbol="star", size=14, color=color),
-                                 hovertemplate="the rule's γ<extra></extra>"), row=1, col=2)
+                                 hovertemplate="the rule's γ<extra></extra>"), row=2, col=1)
     fig.add_hline(y=0.5, line_dash="dot", line_color="#7f7f7f", row=1, col=1)
-    fig.add_hline(y=float(sweeps["tolerance"].max()), line_dash="dot", line_color="#7f7f7f", row=1, col=2)
+    fig.add_hline(y=float(sweeps["tolerance"].max()), line_dash="dot", line_color="#7f7f7f", row=2, col=1)
     fig.update_xaxes(title_text="log2(γ/γ₀) (right: a tighter kernel)", dtick=2)
     fig.update_yaxes(title_text="AUROC (dotted: chance)", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="rejected (dotted: ν + 2 SE)", range=[0, 1.02], tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(title_text="rejected (dotted: ν + 2 SE)", range=[0, 1.02], tickformat=".0%", row=2, col=1)
     note = f" · {len(without)} earlier cell(s) recorded no sweep" if without else ""
-    _layout(fig, title + note, [])
+    _layout(fig, title + note, [], height=720)
     return fig
