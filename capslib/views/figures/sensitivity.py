@@ -24,7 +24,7 @@ def ocsvm_sweeps(store: ResultsStore, df: pd.DataFrame, dataset: str) -> tuple[p
             without.append(cell_id)
             continue
         gammas = np.asarray(info["gamma_grid"], dtype=float)
-        chosen = int(np.argmin(np.abs(np.log(gammas / info["gamma"]))))
+        chosen = info["gamma_grid"].index(info["gamma"])      # the rule picks a γ of its own grid
         for i, (gam, rej, auc) in enumerate(zip(gammas, info["heldout_rejection"], info["oracle_auroc_by_gamma"])):
             rows.append({"cell_id": cell_id, "held_out": g["held_out"].iloc[0], "seed": int(g["seed"].iloc[0]),
                          "log2_gamma_ratio": float(np.round(np.log2(gam / info["gamma0"]), 6)),
