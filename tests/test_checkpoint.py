@@ -267,3 +267,32 @@ def test_rates_count_attempts_and_the_epochs_of_cells_in_flight(tmp_path):
     lines = eta_lines(quick, store, "cpu", "bf16")
     assert any(line.startswith("paper B capsnet:") and f"at {n_epoch / 4.0:.0f} images/s (bf16, 1 cells)" in line
                for line in lines), lines
+
+
+def test_eta_counts_the_classifier_cnn_msp_shares_with_its_missing_ocsvm_cell_once(tmp_path):
+    """A CNN-max-softmax cell whose CNN+OCSVM cell is missing too reuses the classifier that cell
+    trains: the forecast counts its training images there, once; with the OCSVM cell finished it
+    trains its own and is counted in full."""
+    from capslib.run.progress import eta_lines, training_images
+    quick = [c for c in profile_grid("quick").cells() if c.protocol == "novelty" and c.seed == 0]
+    ocsvm = [c for c in quick if c.method == "cnn_ocsvm"]
+    msp = [c for c in quick if c.method == "cnn_msp"]
+    assert ocsvm and len(msp) == len(ocsvm)
+    measured = [replace(ocsvm[0], seed=1), replace(msp[0], seed=1)]    # the rate of each method
+
+    class Store(_FakeStore):
+        def load_cell(self, spec):
+            return {"provenance": {"device": "cpu", "precision": "fp32", "train_seconds": 10.0}}
+
+    def msp_line(done):
+        lines = eta_lines(ocsvm + msp + measured, Store([c.cell_id for c in measured + done], tmp_path / "q"),
+                          "cpu", "fp32")
+        return next(line for line in lines if line.startswith("paper B cnn_msp:"))
+
+    line = msp_line([])
+    assert line.startswith(f"paper B cnn_msp: {len(msp)} missing, 0 training images, ≈0.0 h"), line
+    assert f"{len(msp)} reuse the classifier of their missing cnn_ocsvm cell, counted there" in line
+    line = msp_line(ocsvm[:1])                                   # the first one's OCSVM cell is finished
+    n = training_images(msp[0])
+    assert line.startswith(f"paper B cnn_msp: {len(msp)} missing, {n:,} training images"), line
+    assert f"{len(msp) - 1} reuse the classifier" in line

@@ -120,6 +120,15 @@ def measured_rates(store: ResultsStore, cells: Sequence[CellSpec], device: str, 
     return {k: (n / s, k_cells) for k, (n, s, k_cells) in sums.items()}
 
 
+def sharing_classifier(msp: Sequence[CellSpec], ocsvm: Sequence[CellSpec]) -> set[str]:
+    """The missing CNN-max-softmax cells whose CNN+OCSVM cell (the same spec but the method) is
+    missing too: the run trains their shared classifier once, for the CNN+OCSVM cell, which the
+    priority order puts first (:func:`capslib.study.baselines.cnn.normal_classifier`)."""
+    from dataclasses import replace
+    waiting = {c.cell_id for c in ocsvm}
+    return {c.cell_id for c in msp if replace(c, method="cnn_ocsvm").cell_id in waiting}
+
+
 def eta_lines(cells: Sequence[CellSpec], store: ResultsStore, device: str, precision: str, data_root=None) -> list[str]:
     """The time the missing cells would take here, per (protocol, method), at the rate of
     the cells this device already trained: at ``precision`` where it has some, else at
@@ -133,6 +142,7 @@ def eta_lines(cells: Sequence[CellSpec], store: ResultsStore, device: str, preci
         if not store.is_done(c):
             r = c.resolved()
             missing.setdefault((r.protocol, r.method), []).append(c)
+    shared = sharing_classifier(missing.get(("novelty", "cnn_msp"), []), missing.get(("novelty", "cnn_ocsvm"), []))
     lines, total = [], 0.0
     for (protocol, method), cs in missing.items():
         known = {p: v for (pr, m, p), v in rates.items() if (pr, m) == (protocol, method)}
@@ -146,11 +156,14 @@ def eta_lines(cells: Sequence[CellSpec], store: ResultsStore, device: str, preci
         if any(n is None for n in images):
             lines.append(f"{label}, data not found for some of them")
             continue
+        images = [0 if c.cell_id in shared else n for c, n in zip(cs, images)]
         hours = sum(images) / rate / 3600
         total += hours
         note = "" if prec == precision else f"; {precision} not yet measured"
+        reuse = (f"; {len(shared)} reuse the classifier of their missing cnn_ocsvm cell, counted there"
+                 if method == "cnn_msp" and shared else "")
         lines.append(f"{label}, {sum(images):,} training images, ≈{hours:.1f} h at {rate:.0f} images/s "
-                     f"({prec}, {n_cells} cells{note})")
+                     f"({prec}, {n_cells} cells{note}{reuse})")
     if lines and total > 0:
         lines.append(f"training time of the rest on this device (where a rate is known): ≈{total:.1f} h")
     elif lines:
