@@ -43,7 +43,9 @@ def test_novelty_cell_on_digits(tmp_path):
     assert doc["info"]["n_capsules"] == 9 and doc["info"]["normal_test_accuracy"] > 0.7
 
 
-def test_same_seed_same_scores(tmp_path):
+def test_same_seed_same_scores(tmp_path, tiny_splits):
+    """Bitwise the same scores and reconstructions from the same seed, others from another (on
+    the 30-image training and 60-image test splits: the property does not depend on their size)."""
     spec = CellSpec("imbalanced", "digits", "capsnet", "standard", normal_class=1, anomaly_fraction=0.1, epochs=1)
     a, b = ResultsStore(tmp_path / "a", "t"), ResultsStore(tmp_path / "b", "t")
     run_cell(spec, a, device="cpu")

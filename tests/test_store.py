@@ -314,7 +314,7 @@ def test_registered_migration_is_applied(tmp_path, monkeypatch):
     assert store.check_cell(cells[0]) is None and store.load_cell(cells[0])["rows"] == [{**r, **derived} for r in rows]
 
 
-def test_fast_path_trains_only_unclaimed_cells(tmp_path):
+def test_fast_path_trains_only_unclaimed_cells(tmp_path, tiny_splits):
     """The stacked (GPU) path claims each cell of a group too: a cell another run holds is left to it."""
     from capslib.run.runner import run_grid
     cells = GridRequest(profile="quick", protocol="imbalanced", methods="capsnet", classes=0, fractions=0.1,
