@@ -37,7 +37,8 @@ def ocsvm_gamma_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> g
     """Left: each CNN+OCSVM cell's test AUROC against log2(γ/γ₀) (the oracle sweep; the star is
     the headline AUROC of the final OCSVM at the rule's γ). Below: the held-out normal rejection
     rate the rule judges γ by, with its tolerance; the rule keeps the largest γ under it."""
-    title = f"CNN+OCSVM · {dataset}: AUROC against the kernel width γ (γ₀ = 1/(d·Var), scikit-learn's \"scale\")"
+    # two lines: one line of this length is cut at the book's content width
+    title = f"CNN+OCSVM · {dataset}: AUROC against the kernel width γ<br>γ₀ = 1/(d·Var), scikit-learn's \"scale\""
     sweeps, without = ocsvm_sweeps(store, df, dataset)
     if sweeps.empty:
         return _empty(title + (f" ({len(without)} cells recorded no sweep)" if without else ""))
@@ -69,6 +70,6 @@ def ocsvm_gamma_figure(store: ResultsStore, df: pd.DataFrame, dataset: str) -> g
     fig.update_xaxes(title_text="log2(γ/γ₀) (right: a tighter kernel)", dtick=2)
     fig.update_yaxes(title_text="AUROC (dotted: chance)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="rejected (dotted: ν + 2 SE)", range=[0, 1.02], tickformat=".0%", row=2, col=1)
-    note = f" · {len(without)} earlier cell(s) recorded no sweep" if without else ""
+    note = f"; {len(without)} earlier cell(s) recorded no sweep" if without else ""
     _layout(fig, title + note, [], height=720)
     return fig
