@@ -26,6 +26,12 @@ METHOD_NAMES = {"imbalanced": ("capsnet", "cnn", "deepsad"),
 # whoever adds a method of their own); a CellSpec knows the names above and any registered here
 METHODS: dict[str, dict[str, Callable]] = {"imbalanced": {}, "novelty": {}}
 
+
+def known_methods(protocol: str) -> tuple[str, ...]:
+    """The method names a cell of ``protocol`` may have: the study's, then any registered
+    (without importing the methods' code)."""
+    return (*METHOD_NAMES[protocol], *(m for m in METHODS[protocol] if m not in METHOD_NAMES[protocol]))
+
 # paper hyper-parameters: (epochs, batch size, lr decay per 2000 steps)
 PAPER_A_TRAINING = {"epochs": 10, "batch_size": 32, "lr_decay": 1.0}
 PAPER_B_TRAINING = {
@@ -136,7 +142,7 @@ class CellSpec:
             raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         if self.dataset not in DATASET_NAMES:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_NAMES)}")
-        known = (*METHOD_NAMES[self.protocol], *(m for m in METHODS[self.protocol] if m not in METHOD_NAMES[self.protocol]))
+        known = known_methods(self.protocol)
         if self.method not in known:
             raise ConfigError(f"unknown method {self.method!r} for protocol {self.protocol}; "
                               f"choose one of {', '.join(known)}")

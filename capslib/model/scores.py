@@ -10,8 +10,12 @@ Paper A's network has two capsules: index 0 is z_n (normal), index 1 is z_a (ano
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:        # torch is imported where a score is computed: reading a store's scores needs none
+    import torch
 
 NORMAL, ANOMALY = 0, 1
 
@@ -132,6 +136,7 @@ def gini_coefficient(values: torch.Tensor) -> torch.Tensor:
     G = Σ_i (2i − N − 1) x_(i) / (N Σ x), with x sorted ascending, i = 1..N; 0 when all
     values are equal, (N−1)/N when one value holds everything.
     """
+    import torch
     x, _ = torch.sort(values, dim=-1)
     n = x.shape[-1]
     i = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 from capslib.core.errors import ConfigError
 
-from capslib.core.config import CellSpec
+from capslib.core.config import PROTOCOLS, CellSpec, known_methods
 
 
 @dataclass(frozen=True)
@@ -132,12 +132,10 @@ def narrow(grid: Grid, protocol: Optional[str] = None, datasets: Optional[Sequen
            seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
            methods: Optional[Sequence[str]] = None) -> Grid:
     """The grid narrowed by the CLI's options; ``None`` leaves a field as the profile has it."""
-    from capslib.study.methods import METHODS
-
     g = grid
     if protocol is not None:
-        if protocol not in METHODS:
-            raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(METHODS)}")
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         g = replace(g, **{("novelty_datasets" if protocol == "imbalanced" else "imbalanced_datasets"): ()})
     if datasets is not None:
         ds = tuple(datasets)
@@ -152,10 +150,11 @@ def narrow(grid: Grid, protocol: Optional[str] = None, datasets: Optional[Sequen
     if epochs is not None:
         g = replace(g, epochs=epochs, novelty_epochs=epochs)
     if methods is not None:
-        unknown = [m for m in methods if not any(m in v for v in METHODS.values())]
+        names = {p: known_methods(p) for p in PROTOCOLS}
+        unknown = [m for m in methods if not any(m in v for v in names.values())]
         if unknown:
-            known = sorted({m for v in METHODS.values() for m in v})
+            known = sorted({m for v in names.values() for m in v})
             raise ConfigError(f"unknown method {unknown[0]!r}; choose one of {', '.join(known)}")
-        g = replace(g, imbalanced_methods=tuple(m for m in methods if m in METHODS["imbalanced"]),
-                    novelty_methods=tuple(m for m in methods if m in METHODS["novelty"]))
+        g = replace(g, imbalanced_methods=tuple(m for m in methods if m in names["imbalanced"]),
+                    novelty_methods=tuple(m for m in methods if m in names["novelty"]))
     return g

@@ -90,7 +90,6 @@ def load_or_run(profile: str = "quick", results_root=None, protocol: Optional[st
     """
     from capslib.core.config import as_bool
     from capslib.study.params import GridRequest
-    from capslib.run.runner import run_grid
 
     # every parameter read and checked here, before any training (capslib.study.params)
     cells = GridRequest(profile, protocol, datasets, classes, fractions, seeds, epochs, methods,
@@ -98,6 +97,7 @@ def load_or_run(profile: str = "quick", results_root=None, protocol: Optional[st
     train = as_bool("train", train)
     store = open_store(results_root, profile)
     if train:
+        from capslib.run.runner import run_grid     # (torch and the training code: only to train)
         rep = run_grid(cells, store, data_root, device, show_progress=show_progress)
     else:
         rep = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)],
