@@ -214,9 +214,11 @@ window)
 plateau)
     # (there) the loss plateau's GPU evidence, for a slot of its own or the end of one: the gradient
     # of one plateau state on every route against float64 on the CPU (capslib.tools.gradcheck,
-    # ≤ 120 s), then stall rates of the same cell on the fast routes in rounds of eight seeds
-    # (capslib.tools.stallrate; its report is rewritten after every round, so the rounds done by
-    # the deadline stay); both reports go back in $OUT/bench.tgz. Extra arguments go to both tools
+    # ≤ 120 s), then stall rates of the same cell on the fast routes in rounds of eight seeds,
+    # each replica trained for the cell's 10 epochs (capslib.tools.stallrate; its report keeps
+    # every replica's loss at each epoch's end, which checks the CPU's 2-epoch look against full
+    # trainings, and is rewritten after every round, so the rounds done by the deadline stay);
+    # both reports go back in $OUT/bench.tgz. Extra arguments go to both tools
     # (--cell, --profile); WINDOW_GRADCHECK_ARGS and WINDOW_STALLRATE_ARGS to one each.
     budget="${1:?usage: gpu_window.sh plateau SECONDS [tool options]}"; shift
     start_there plateau.log
@@ -228,7 +230,7 @@ plateau)
     say "stall rates: fast routes, rounds of eight, $left s"
     # shellcheck disable=SC2086
     timeout --signal=INT --kill-after=10 "$left" $PY -m capslib.tools.stallrate --device "$device" --data-root "$DEV" \
-        --out results/bench --replicas 64 --routes fast-bf16,fast-bf16-conv1fp32,fast-fp32,fast-bf16-exact "$@" \
+        --out results/bench --replicas 64 --epochs 10 --routes fast-bf16,fast-bf16-conv1fp32,fast-fp32,fast-bf16-exact "$@" \
         ${WINDOW_STALLRATE_ARGS:-} >> "$log" 2>&1 || say "stallrate stopped (the deadline or an error, see above)"
     find results/bench -type f -newer "$stamp" -print0 | tar --null -czf "$out/bench.tgz" -T -
     say "packed $(tar -tzf "$out/bench.tgz" | wc -l) report(s) into bench.tgz" ;;

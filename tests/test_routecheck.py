@@ -54,7 +54,7 @@ def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
     import json
     from capslib.tools.stallrate import main
     rc = main(["--cell", "imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32", "--profile", "quick",
-               "--replicas", "2", "--epochs", "1", "--routes", "plain-bf16,fast-bf16-conv1fp32", "--device", "cpu",
+               "--replicas", "2", "--epochs", "2", "--routes", "plain-bf16,fast-bf16-conv1fp32", "--device", "cpu",
                "--out", str(tmp_path)])
     assert rc == 0
     report = json.loads(next(tmp_path.glob("stallrate-cpu-*.json")).read_text())
@@ -62,6 +62,9 @@ def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
     for r in report["routes"].values():
         assert r["replicas"] == 2 and 0 <= r["stalled"] <= 2 and sorted(r["final_loss"]) == ["0", "1"]
         assert r["wilson95"][0] <= r["rate"] <= r["wilson95"][1]
+        for seed, curve in r["epoch_end_losses"].items():     # each path's loss at each epoch's end
+            assert len(curve) == 2 and curve[-1] == r["final_loss"][seed]
+        assert [look["epoch"] for look in r["early_look"]] == [1] and r["early_look"][0]["replicas"] == 2
     assert main(["--routes", "gpu-magic", "--device", "cpu"]) == 2
 
 
@@ -72,10 +75,13 @@ def test_stall_rate_resumes_a_report_without_training_its_seeds_again(tmp_path, 
     from capslib.tools import stallrate
     trained = []
 
+    def curve(seed):        # odd seeds stay on the plateau; every fourth leaves it in the last epoch
+        return [0.41, 0.41, 0.41] if seed % 2 else [0.41, 0.41, 0.02] if seed % 4 == 0 else [0.41, 0.02, 0.02]
+
     def fake(route, cells, device, data_root=None):
         trained.append((route, [c.seed for c in cells]))
-        return {"replicas": {c.seed: (0.41 if c.seed % 2 else 0.02, bool(c.seed % 2)) for c in cells},
-                "failed": {}, "seconds": 1.0}
+        return {"replicas": {c.seed: (curve(c.seed)[-1], bool(c.seed % 2)) for c in cells},
+                "curves": {c.seed: curve(c.seed) for c in cells}, "failed": {}, "seconds": 1.0}
     monkeypatch.setattr(stallrate, "train_replicas", fake)
     cell = "imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32"
     args = ["--cell", cell, "--profile", "quick", "--epochs", "1", "--routes", "plain-bf16,fast-bf16",
@@ -91,8 +97,23 @@ def test_stall_rate_resumes_a_report_without_training_its_seeds_again(tmp_path, 
     for r in report["routes"].values():
         assert (r["stalled"], r["replicas"], r["seconds"]) == (8, 16, 2.0)
         assert sorted(map(int, r["final_loss"])) == list(range(16))
+        assert sorted(map(int, r["epoch_end_losses"])) == list(range(16))     # the first run's curves kept
+        assert r["early_look"] == [
+            {"epoch": 1, "replicas": 16, "on_plateau": 16, "still_at_end": 8, "only_at_end": 0},
+            {"epoch": 2, "replicas": 16, "on_plateau": 12, "still_at_end": 8, "only_at_end": 0}]
     other = [a if a != cell else cell.replace("-n0-", "-n1-") for a in args]
     assert stallrate.main(other + ["--replicas", "16", "--resume", str(path)]) == 2
+
+
+def test_early_look_counts_only_whole_curves_of_one_length():
+    from capslib.tools.stallrate import early_look
+    curves = {0: [0.4, 0.4, 0.4], 1: [0.4, 0.1, 0.01], 2: [0.1, 0.4, 0.4], 3: [None, 0.4, 0.4],
+              4: [float("nan"), 0.4, 0.4]}
+    assert early_look(curves) == [
+        {"epoch": 1, "replicas": 3, "on_plateau": 2, "still_at_end": 1, "only_at_end": 1},
+        {"epoch": 2, "replicas": 3, "on_plateau": 2, "still_at_end": 2, "only_at_end": 0}]
+    assert early_look({0: [0.4], 1: [0.4, 0.4]}) == [] and early_look({}) == []
+    assert early_look({0: [0.4]}) == []                   # one epoch: nothing earlier to look at
 
 
 @pytest.mark.slow

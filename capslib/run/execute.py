@@ -62,22 +62,28 @@ Outcome = Union[Done, Failed, Paused]
 
 # ---- units ----------------------------------------------------------------------------------
 class EpochLosses:
-    """A training progress callback that keeps each epoch's mean minibatch loss, and passes every
-    report on to ``then``. ``means(epochs)``: the curve, None for an epoch this process did not
-    train (the epochs before a resumed checkpoint)."""
+    """A training progress callback that keeps each epoch's mean minibatch loss and its last
+    minibatch loss, and passes every report on to ``then``. ``means(epochs)`` and
+    ``ends(epochs)``: the curves, None for an epoch this process did not train (the epochs
+    before a resumed checkpoint). The last epoch's end is the cell's ``final_loss``, which the
+    stall rule reads; an earlier epoch's end is what a training stopped there would have read."""
 
     def __init__(self, then: Optional[Callable] = None):
-        self.then, self.sums = then, {}
+        self.then, self.sums, self.last = then, {}, {}
 
     def __call__(self, info: dict) -> None:
         if info.get("images"):                  # a step (not the report of a resumed checkpoint)
             s = self.sums.setdefault(info["epoch"], [0.0, 0])
             s[0], s[1] = s[0] + float(info["loss"]), s[1] + 1
+            self.last[info["epoch"]] = float(info["loss"])
         if self.then is not None:
             self.then(info)
 
     def means(self, epochs: int) -> list:
         return [round(self.sums[e][0] / self.sums[e][1], 6) if e in self.sums else None for e in range(1, epochs + 1)]
+
+    def ends(self, epochs: int) -> list:
+        return [self.last.get(e) for e in range(1, epochs + 1)]
 
 
 @dataclass
@@ -116,6 +122,7 @@ class CellUnit:
         result = self.fn(self.spec.resolved(), data, self.split, RunContext(device, watch, self.precision, ckpt))
         if curve.sums:
             result.info["epoch_losses"] = curve.means(self.spec.resolved().epochs)
+            result.info["epoch_end_losses"] = curve.ends(self.spec.resolved().epochs)
         extra = {"resumed_from_epoch": ckpt.resumed_from} if ckpt is not None and ckpt.resumed_from else {}
         return Done(self.spec, self.split, result, time.perf_counter() - t0, self.precision, extra)
 

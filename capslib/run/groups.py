@@ -89,6 +89,7 @@ def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split
             out.append(fit)
             continue
         res: CellResult = cell_result(spec, data, split, outs, fit)
+        res.info["epoch_end_losses"] = fit["epoch_end_losses"]
         res.info["fast_path"] = {"group_size": fit["group_size"],
                                  "group_train_seconds": round(fit["group_train_seconds"], 3),
                                  "group_eval_seconds": round(eval_seconds, 3),

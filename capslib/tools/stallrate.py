@@ -6,7 +6,9 @@ This trains R replicas of one cell (seeds 0..R-1, so R initialisations and R dra
 anomalies) on each route of :data:`ROUTES`, for ``--epochs`` epochs (2 by default, about 390
 steps on MNIST at 1%: an early look, to be checked against full trainings on a few), in groups
 of eight on the fast path as on the GPU, and counts the replicas whose last training loss is
-still on the plateau (:func:`capslib.run.store.schema.stalled`). The replicas run in rounds of
+still on the plateau (:func:`capslib.run.store.schema.stalled`). Every replica's loss at the end
+of each epoch is kept, so a run of full-length replicas also says how well an earlier epoch's
+plateau predicts the last one's (``early_look``): the check of the 2-epoch look. The replicas run in rounds of
 eight seeds, each round on every route in turn, so that a run stopped early still compares the
 routes on the same seeds; after every round the report
 ``<out>/stallrate-<device>-<date>.json`` is rewritten with, per route, the count, the rate with
@@ -24,6 +26,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -75,16 +78,36 @@ def train_replicas(route: str, cells: list[CellSpec], device, data_root=None) ->
                        group_size=8, fast_options=options, precision=precision, out=open(os.devnull, "w"))
         done = {c.seed: store.load_cell(c) for c in cells if store.is_done(c)}
     return {"replicas": {s: (d["info"]["final_loss"], bool(stalled(d))) for s, d in done.items()},
+            "curves": {s: d["info"].get("epoch_end_losses") for s, d in done.items()},
             "failed": rep["failed"], "seconds": time.perf_counter() - t0}
 
 
-def route_summary(replicas: dict, failed: dict, seconds: float) -> dict:
-    """A route's count, rate and Wilson interval from {seed: (last loss, stalled?)}; failed: {cell: why}."""
+def early_look(curves: dict, plateau: float = PLATEAU_LOSS) -> list[dict]:
+    """How well being on the plateau at the end of an earlier epoch predicts a stall (on the
+    plateau at the end of the last), over the replicas whose every epoch's end is known: per
+    earlier epoch e, how many were on the plateau at e, how many of those were still on it at
+    the end, and how many that were not on it at e were on it at the end."""
+    whole = {s: c for s, c in curves.items() if c and all(v is not None and not math.isnan(v) for v in c)}
+    if not whole or len({len(c) for c in whole.values()}) != 1:
+        return []
+    late = {s for s, c in whole.items() if c[-1] > plateau}
+    out = []
+    for e in range(1, len(next(iter(whole.values())))):
+        early = {s for s, c in whole.items() if c[e - 1] > plateau}
+        out.append({"epoch": e, "replicas": len(whole), "on_plateau": len(early), "still_at_end": len(early & late),
+                    "only_at_end": len(late - early)})
+    return out
+
+
+def route_summary(replicas: dict, failed: dict, seconds: float, curves: Optional[dict] = None) -> dict:
+    """A route's count, rate and Wilson interval from {seed: (last loss, stalled?)}; failed: {cell: why};
+    curves: {seed: loss at each epoch's end}, kept with the early look they give."""
     k, n = sum(flag for _, flag in replicas.values()), len(replicas)
     lo, hi = wilson(k, n)
+    curves = {s: c for s, c in sorted((curves or {}).items()) if c}
     return {"stalled": k, "replicas": n, "rate": k / n if n else None, "wilson95": [round(lo, 3), round(hi, 3)],
             "failed": failed, "final_loss": {s: loss for s, (loss, _) in sorted(replicas.items())},
-            "seconds": round(seconds, 1)}
+            "epoch_end_losses": curves, "early_look": early_look(curves), "seconds": round(seconds, 1)}
 
 
 def stall_rate(route: str, cells: list[CellSpec], device, data_root=None) -> dict:
@@ -106,6 +129,7 @@ def resumed(path: Path, cell: str, epochs: int, routes: list[str]) -> tuple[dict
                           f"{sorted(old.get('routes', {}))}: resume it with the same --cell, --epochs and --routes")
     seen = {route: {"replicas": {int(s): (loss, bool(loss > old.get("plateau_loss", PLATEAU_LOSS)))
                                  for s, loss in r["final_loss"].items()},
+                    "curves": {int(s): c for s, c in r.get("epoch_end_losses", {}).items()},
                     "failed": r.get("failed", {}), "seconds": r.get("seconds", 0.0)}
             for route, r in old["routes"].items()}
     return seen, {k: old.get(k) for k in ("commit", "date_utc", "device")}
@@ -136,7 +160,8 @@ def main(argv=None) -> int:
         if a.replicas < 1 or a.epochs < 1:
             raise ConfigError("--replicas and --epochs must be >= 1")
         cell = cell_from_id(a.cell, a.profile)
-        seen, path, before = {route: {"replicas": {}, "failed": {}, "seconds": 0.0} for route in routes}, None, None
+        seen, path, before = {route: {"replicas": {}, "curves": {}, "failed": {}, "seconds": 0.0}
+                              for route in routes}, None, None
         if a.resume:
             path = Path(a.resume)
             seen, before = resumed(path, a.cell, a.epochs, routes)
@@ -157,11 +182,16 @@ def main(argv=None) -> int:
                 continue
             r, acc = train_replicas(route, todo, device, a.data_root), seen[route]
             acc["replicas"].update(r["replicas"])
+            acc["curves"].update(r["curves"])
             acc["failed"].update(r["failed"])
             acc["seconds"] += r["seconds"]
             s = report["routes"][route] = route_summary(**acc)
             print(f"{route}: {s['stalled']} of {s['replicas']} stalled (95% interval {s['wilson95'][0]:.2f}–"
                   f"{s['wilson95'][1]:.2f}) [{s['seconds']} s]", flush=True)
+            for look in s["early_look"][1:2]:             # the 2-epoch look, against the last epoch
+                print(f"  on the plateau after epoch {look['epoch']}: {look['on_plateau']} of {look['replicas']}, "
+                      f"{look['still_at_end']} of them still at the end; {look['only_at_end']} reached it later",
+                      flush=True)
         report["rounds_done"] = start // ROUND + 1
         if path is None:
             path = write_report(a.out, f"stallrate-{device.type}", report)

@@ -203,7 +203,8 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
 
     images: (N, C, H, W) in [0, 1], the whole training set the jobs' ``train_idx`` index;
     moved to ``device`` once. Returns per job train_capsnet's dict ({'train_seconds',
-    'final_loss'}; train_seconds is the group's time / M) or a NonFiniteLoss.
+    'final_loss'}; train_seconds is the group's time / M), with the loss of each epoch's last
+    step ('epoch_end_losses', the last one the final loss), or a NonFiniteLoss.
     progress(steps done, total steps) is called once per chunk.
     """
     M, s0 = len(jobs), jobs[0].settings
@@ -241,6 +242,14 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
     fail_step = torch.full((M,), -1, dtype=torch.long, device=device)
     last = torch.full((M,), float("nan"), device=device)
     total = max(steps)
+    epochs_of = [j.settings.epochs for j in jobs]
+    ends_at: dict[int, tuple[list, list]] = {}          # step -> (models whose epoch ends there, which epoch)
+    for m, pe in enumerate(per_epoch):
+        for e in range(epochs_of[m]):
+            at = ends_at.setdefault((e + 1) * pe - 1, ([], []))
+            at[0].append(m)
+            at[1].append(e)
+    ended: list = []                                    # (models, epochs, their losses then)
     synchronize(device)
     t0 = time.perf_counter()
     with tf32_enabled(options.tf32, options.exact_bf16_reductions):
@@ -270,11 +279,18 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
                 for p in net.parameters():
                     p.grad = None
                 last = torch.where(act, loss.detach(), last)
+                if c0 + t in ends_at:                                        # once an epoch per model
+                    ms, es = ends_at[c0 + t]
+                    ended.append((ms, es, last[ms]))
             if progress is not None:
                 progress(c0 + T, total)
     synchronize(device)
     seconds = time.perf_counter() - t0
     net.unstack_into([j.model for j in jobs])
+    ends = [[float("nan")] * n for n in epochs_of]
+    for ms, es, losses in ended:
+        for m, e, v in zip(ms, es, losses.tolist()):
+            ends[m][e] = v
     out = []
     for m, j in enumerate(jobs):
         if failed[m]:
@@ -283,5 +299,5 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
                                      f"step {s % per_epoch[m]} (fast path)"))
         else:
             out.append({"train_seconds": seconds / M, "final_loss": float(last[m]),
-                        "group_train_seconds": seconds, "group_size": M})
+                        "epoch_end_losses": ends[m], "group_train_seconds": seconds, "group_size": M})
     return out
