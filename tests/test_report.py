@@ -119,6 +119,13 @@ def test_table_shapes(df):
         diff = two.loc[two["score"] == score, "auroc"].mean() - paper
         assert cs.loc[0, col] == f"{diff:+.4f}".replace("-", "−")
     assert cs.loc[1, "PP − paper"] == cs.loc[2, "RE − paper"] == "–"     # the paper prints no number there
+    shown = report.case_study_table(cs)                                    # one column per case, for reading
+    assert list(shown.columns) == ["digits · held out 2", "digits · held out 9", "digits · held out 0+3+5"]
+    assert list(shown.index) == [c for c in cs.columns if c not in ("dataset", "held-out", "references (AUROC)")]
+    assert shown.loc[f"AUROC of {BASELINE}:recon", "digits · held out 2"] == cs.loc[0, "references (AUROC)"].split()[-1]
+    assert shown.loc["paper PP", "digits · held out 2"] == "0.9841"
+    assert shown.loc["ours PP − RE", "digits · held out 9"] == cs.loc[1, "ours PP − RE"]
+    assert report.case_study_table(cs.iloc[:0]).empty
     # a reference detector with two scores is listed score by score, never averaged across them
     base = df[(df["protocol"] == "novelty") & (df["method"] == BASELINE)]
     two_scores = pd.concat([df, base.assign(score="mse", auroc=base["auroc"] / 2)], ignore_index=True)
@@ -375,3 +382,15 @@ def test_assignment_figure_one_row_per_held_out_case_averaged_over_seeds(tmp_pat
     assert np.allclose(table.loc["0+3+5", [1, 2]], [0.5, 0.5])
     fig = figures.assignment_figure(st, df, "digits")
     assert list(fig.data[0].y) == ["9", "0+3+5"] and fig.data[0].text[0][4] == "75%"
+
+
+def test_show_displays_every_text_in_full(monkeypatch):
+    """A table's long texts (a paper's claim, the case in flight) are shown whole, not cut at
+    pandas' 50 characters."""
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj._repr_html_()))
+    text = "PP beats RE by about 0.12 AUROC (the 9s are reconstructed as 4s), as the paper says"
+    report.show(pd.DataFrame({"paper says": [text]}), pd.DataFrame())
+    assert text in shown[0]
+    assert pd.get_option("display.max_colwidth") == 50          # only while showing

@@ -57,7 +57,7 @@ def bars_figure(df: pd.DataFrame, dataset: str, protocol: str = "novelty", metri
                            font=dict(size=11, color="#888"))
     fig.update_layout(barmode="group", xaxis_title="held-out class(es)" if protocol == "novelty" else "normal class",
                       xaxis_type="category", yaxis=dict(title="metric", range=[0, 1.02]))
-    _layout(fig, f"Per-class results · {protocol} · {dataset} (mean over seeds; error bars: std, with ≥ 2 seeds)", menus)
+    _layout(fig, f"Per-class results · {protocol} · {dataset}<br>mean over seeds; error bars: std, with ≥ 2 seeds", menus)
     return fig
 
 

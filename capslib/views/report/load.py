@@ -121,9 +121,11 @@ def empty_note(df: pd.DataFrame, what: str = "this section") -> str:
 
 
 def show(table: pd.DataFrame, df: pd.DataFrame, what: str = "this table") -> None:
-    """Display a table, or :func:`empty_note` in its place when it has no rows."""
+    """Display a table (every text in full: pandas cuts a cell's text at 50 characters by
+    default), or :func:`empty_note` in its place when it has no rows."""
     from IPython.display import Markdown, display
-    display(table if table is not None and len(table) else Markdown(empty_note(df, what)))
+    with pd.option_context("display.max_colwidth", None):
+        display(table if table is not None and len(table) else Markdown(empty_note(df, what)))
 
 
 def say_if_empty(df: pd.DataFrame, what: str = "this section") -> bool:

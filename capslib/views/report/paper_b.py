@@ -49,6 +49,9 @@ def case_studies(df: pd.DataFrame, store=None) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+REFERENCE = "AUROC of"    # the case studies' columns of the reference detectors: "AUROC of dbn:re"
+
+
 def _in_flight(store) -> dict:
     if store is None:
         return {}
@@ -63,11 +66,12 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
         caps = sel[sel["method"] == "capsnet"] if len(sel) else sel
         piv = caps.pivot_table(index="seed", columns="score", values="auroc") if len(caps) else pd.DataFrame()
         refs = sel[sel["method"] != "capsnet"] if len(sel) else sel
+        ref_auroc = refs.groupby(["method", "score"])["auroc"].mean() if len(refs) else pd.Series(dtype=float)
         rec = {"dataset": dataset, "held-out": case["held_out"],
                "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
                "paper PP − RE": case["pp_minus_re_text"], "paper says": case["claim"], "source": case["source"],
-               "references (AUROC)": "; ".join(f"{m}:{sc} {a:.4f}" for (m, sc), a in
-                                               refs.groupby(["method", "score"])["auroc"].mean().items()) or "–"}
+               "references (AUROC)": "; ".join(f"{m}:{sc} {a:.4f}" for (m, sc), a in ref_auroc.items()) or "–",
+               **{f"{REFERENCE} {m}:{sc}": f"{a:.4f}" for (m, sc), a in ref_auroc.items()}}
         if {"pp", "re"} <= set(piv.columns):
             d, n = piv["pp"] - piv["re"], len(piv)
             rec.update({"ours PP": fmt(piv["pp"].mean(), piv["pp"].std(), n, 4),
@@ -87,7 +91,20 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
         out.append(rec)
     cols = ["dataset", "held-out", "ours PP", "ours RE", "ours PP − RE", "paper PP", "paper RE", "PP − paper",
             "RE − paper", "paper PP − RE", "paper says", "references (AUROC)", "source", "seeds"]
-    return [{k: r[k] for k in cols} for r in out]
+    per_ref = sorted({k for r in out for k in r if k.startswith(REFERENCE)})
+    return [{k: r.get(k, "–") for k in cols + per_ref} for r in out]
+
+
+def case_study_table(cases: pd.DataFrame) -> pd.DataFrame:
+    """:func:`case_studies` for reading: one column per case ("mnist · held out 2"), one row per
+    field and per reference detector's score, so that each long field gets a column's width
+    instead of fourteen columns squeezing into the page."""
+    if cases.empty:
+        return cases
+    table = cases.drop(columns="references (AUROC)").set_index(["dataset", "held-out"]).T
+    table.columns = [f"{d} · held out {h}" for d, h in table.columns]
+    table.index.name = "case"
+    return table
 
 
 def _signed(x) -> str:
