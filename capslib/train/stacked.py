@@ -243,13 +243,11 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
     last = torch.full((M,), float("nan"), device=device)
     total = max(steps)
     epochs_of = [j.settings.epochs for j in jobs]
-    ends_at: dict[int, tuple[list, list]] = {}          # step -> (models whose epoch ends there, which epoch)
+    ends_at: dict[int, list] = {}                       # step -> [(model, its epoch that ends there)]
     for m, pe in enumerate(per_epoch):
         for e in range(epochs_of[m]):
-            at = ends_at.setdefault((e + 1) * pe - 1, ([], []))
-            at[0].append(m)
-            at[1].append(e)
-    ended: list = []                                    # (models, epochs, their losses then)
+            ends_at.setdefault((e + 1) * pe - 1, []).append((m, e))
+    ended: list = []                                    # (model, epoch) pairs and their losses then
     synchronize(device)
     t0 = time.perf_counter()
     with tf32_enabled(options.tf32, options.exact_bf16_reductions):
@@ -280,16 +278,15 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
                     p.grad = None
                 last = torch.where(act, loss.detach(), last)
                 if c0 + t in ends_at:                                        # once an epoch per model
-                    ms, es = ends_at[c0 + t]
-                    ended.append((ms, es, last[ms]))
+                    ended.append((ends_at[c0 + t], last[[m for m, _ in ends_at[c0 + t]]]))
             if progress is not None:
                 progress(c0 + T, total)
     synchronize(device)
     seconds = time.perf_counter() - t0
     net.unstack_into([j.model for j in jobs])
     ends = [[float("nan")] * n for n in epochs_of]
-    for ms, es, losses in ended:
-        for m, e, v in zip(ms, es, losses.tolist()):
+    for pairs, losses in ended:
+        for (m, e), v in zip(pairs, losses.tolist()):
             ends[m][e] = v
     out = []
     for m, j in enumerate(jobs):
