@@ -8,8 +8,8 @@ steps on MNIST at 1%: an early look, to be checked against full trainings on a f
 of eight on the fast path as on the GPU, and counts the replicas whose last training loss is
 still on the plateau (:func:`capslib.run.store.schema.stalled`). Every replica's loss at the end
 of each epoch is kept, so a run of full-length replicas also says how well an earlier epoch's
-plateau predicts the last one's (``early_look``): the check of the 2-epoch look. The replicas run in rounds of
-eight seeds, each round on every route in turn, so that a run stopped early still compares the
+plateau predicts the last one's (``early_look``): the check of the 2-epoch look. The replicas
+run in rounds of eight seeds, each round on every route in turn, so that a run stopped early still compares the
 routes on the same seeds; after every round the report
 ``<out>/stallrate-<device>-<date>.json`` is rewritten with, per route, the count, the rate with
 its Wilson 95% interval and every replica's last loss. ``--resume REPORT`` goes on from such a

@@ -92,7 +92,7 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
     cols = ["dataset", "held-out", "ours PP", "ours RE", "ours PP − RE", "paper PP", "paper RE", "PP − paper",
             "RE − paper", "paper PP − RE", "paper says", "references (AUROC)", "source", "seeds"]
     per_ref = sorted({k for r in out for k in r if k.startswith(REFERENCE)})
-    return [{k: r.get(k, "–") for k in cols + per_ref} for r in out]
+    return [{**{k: r[k] for k in cols}, **{k: r.get(k, "–") for k in per_ref}} for r in out]
 
 
 def case_study_table(cases: pd.DataFrame) -> pd.DataFrame:
