@@ -83,7 +83,7 @@ def browser(chromium, site):
 class Visit:
     """A page opened in a fresh context, with every request and JavaScript error recorded."""
 
-    def __init__(self, browser, site: str, page_path: Path, settle_ms: int = 500):
+    def __init__(self, browser, site: str, page_path: Path):
         self.url = f"{site}/{page_path.relative_to(HTML).as_posix()}"
         self.requests, self.failed, self.errors = [], [], []
         self.ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
@@ -92,10 +92,8 @@ class Visit:
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
         self.page.on("response", lambda r: self.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # MathJax and the widget manager finish after the load event: the caller waits for what it checks
         self.page.goto(self.url, wait_until="networkidle", timeout=60_000)
-        # MathJax and the widget manager finish after the load event (``settle_ms=0``: the caller
-        # waits for what it checks instead)
-        self.page.wait_for_timeout(settle_ms)
 
     def foreign_requests(self) -> list[str]:
         out = []
@@ -136,39 +134,64 @@ def _wait_for(page, js: str, arg=None, timeout_ms: int = 15000) -> bool:
         return False
 
 
+SETTLED = """() => document.fonts.ready.then(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))))"""
+
+
 @pytest.fixture(scope="module")
-def rendered(site, browser) -> dict:
-    """Every page of the site opened once, read-only: {page path: what the page tests check}
-    (requests outside 127.0.0.1, JavaScript errors, failed requests, what is drawn; for a chapter
-    its layout, for the paper page its status section)."""
-    out = {}
-    for path in all_pages():
-        v = Visit(browser, site, path, settle_ms=0)
-        try:
-            # Plotly draws its figures, MathJax typesets and the widget manager renders saved
-            # widgets after the load event: wait for each (the checks report what never came)
-            _wait_for(v.page, """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
-                                   .every(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg'))""")
-            _wait_for(v.page, """() => !document.querySelector('div.math, span.math')
-                                   || !!document.querySelector('mjx-container')""")
-            _wait_for(v.page, """() => !(document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')
-                                     && document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]'))
-                                   || !!document.querySelector('.jupyter-widgets, .widget-inline-hbox, .lm-Widget')""")
-            r = {"foreign": v.foreign_requests(), "errors": list(v.errors),
-                 "failed": [u for u in v.failed if "favicon" not in u], "state": v.page.evaluate(PAGE_STATE)}
-            if path in chapter_pages():
-                v.page.wait_for_timeout(500)
-                r["layout"] = v.page.evaluate(LAYOUT_JS)
-            if path == HTML / "book" / "paper.html":
-                sec = v.page.locator("section#reproduction-status")
-                r["status"] = {"sections": sec.count(), "text": sec.inner_text() if sec.count() == 1 else "",
-                               "images": sec.locator("img").count(),
-                               "loaded": sec.locator("img").count() >= 1 and
-                               sec.locator("img").first.evaluate("(i) => i.complete && i.naturalWidth > 0")}
-            out[path] = r
-        finally:
+def visited(site, browser):
+    """Every page of the site opened once: ({page path: what the page tests check} (requests
+    outside 127.0.0.1, JavaScript errors, failed requests, what is drawn; for a chapter its
+    layout, for the paper page its status section), {chapter path: its open Visit}). The
+    chapters stay open for the tests that then act on them (menus, a linked widget, a wide
+    table), so each page is loaded and drawn once for the whole module."""
+    out, chapters = {}, {}
+    try:
+        for path in all_pages():
+            v = Visit(browser, site, path)
+            keep = path in chapter_pages()
+            try:
+                # Plotly draws its figures, MathJax typesets and the widget manager renders saved
+                # widgets after the load event: wait for each (the checks report what never came)
+                _wait_for(v.page, """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+                                       .every(el => el.classList.contains('js-plotly-plot') && el.querySelector('.main-svg'))""")
+                _wait_for(v.page, """() => !document.querySelector('div.math, span.math')
+                                       || !!document.querySelector('mjx-container')""")
+                _wait_for(v.page, """() => !(document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]')
+                                         && document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]'))
+                                       || !!document.querySelector('.jupyter-widgets, .widget-inline-hbox, .lm-Widget')""")
+                r = {"foreign": v.foreign_requests(), "errors": list(v.errors),
+                     "failed": [u for u in v.failed if "favicon" not in u], "state": v.page.evaluate(PAGE_STATE),
+                     "plotly_js": any(u.split("?")[0].endswith("/plotly.min.js") for u in v.requests)}
+                if keep:
+                    v.page.evaluate(SETTLED)      # web fonts in, two frames drawn: the layout is final
+                    r["layout"] = v.page.evaluate(LAYOUT_JS)
+                if path == HTML / "book" / "paper.html":
+                    sec = v.page.locator("section#reproduction-status")
+                    r["status"] = {"sections": sec.count(), "text": sec.inner_text() if sec.count() == 1 else "",
+                                   "images": sec.locator("img").count(),
+                                   "loaded": sec.locator("img").count() >= 1 and
+                                   sec.locator("img").first.evaluate("(i) => i.complete && i.naturalWidth > 0")}
+                out[path] = r
+            finally:
+                if keep:
+                    chapters[path] = v
+                else:
+                    v.close()
+        yield out, chapters
+    finally:
+        for v in chapters.values():
             v.close()
-    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(visited) -> dict:
+    return visited[0]
+
+
+@pytest.fixture(scope="module")
+def chapters(visited) -> dict:
+    """{chapter path: its page, open and drawn} (see :func:`visited`)."""
+    return visited[1]
 
 
 def test_every_page_is_offline_and_renders(rendered):
@@ -189,6 +212,10 @@ def test_every_page_is_offline_and_renders(rendered):
             problems.append(f"{name}: saved widgets not rendered")
         if state["math"] and not state["typeset"]:
             problems.append(f"{name}: math not typeset by MathJax")
+        draws = any(mark in path.read_text() for mark in ("plotly-graph-div", "capslib-chooser"))
+        if r["plotly_js"] != draws:
+            problems.append(f"{name}: plotly.js " + ("not loaded by a page that draws with it" if draws else
+                                                    "loaded by a page that draws nothing with it"))
         n_figs += state["figs"]
         n_widgets += state["widgetsShown"] > 0
     assert not problems, "\n".join(problems)
@@ -204,33 +231,30 @@ FIND_LINKED = """() => {
 }"""
 
 
-def test_linked_widget_works_without_kernel(site, browser):
+def test_linked_widget_works_without_kernel(chapters):
     """A ``jslink``-ed slider / number box pair saved in a chapter: typing a number moves the
     slider, in the static page (no kernel)."""
-    for path in chapter_pages():
-        v = Visit(browser, site, path)
-        try:
+    for path, v in chapters.items():
+        i = v.page.evaluate(FIND_LINKED)
+        if i == -2:            # no linked widgets saved in this chapter
+            continue
+        if i < 0:              # saved, but the widget manager renders them after the load event
+            v.page.wait_for_function(f"({FIND_LINKED})() >= 0", timeout=20000)
             i = v.page.evaluate(FIND_LINKED)
-            if i == -2:            # no linked widgets saved in this chapter
-                continue
-            if i < 0:              # saved, but the widget manager renders them after the load event
-                v.page.wait_for_function(f"({FIND_LINKED})() >= 0", timeout=20000)
-                i = v.page.evaluate(FIND_LINKED)
-            box = v.page.locator(".widget-hbox, .jupyter-widgets.widget-box").nth(i)
-            readout = box.locator(".widget-slider .widget-readout").first
-            field = box.locator(".widget-text input").first
-            before = readout.inner_text().strip()
-            new = "3" if before != "3" else "4"
-            field.fill(new)
-            field.press("Enter")
-            v.page.wait_for_timeout(300)
-            after = readout.inner_text().strip()
-            assert after == new, (f"{path.name}: typing {new} in the linked box left the slider at {after!r} "
-                                  f"(was {before!r})")
-            assert not v.errors, f"JavaScript errors: {v.errors[:3]}"
-            return
-        finally:
-            v.close()
+        box = v.page.locator(".widget-hbox, .jupyter-widgets.widget-box").nth(i)
+        readout = box.locator(".widget-slider .widget-readout").first
+        field = box.locator(".widget-text input").first
+        before = readout.inner_text().strip()
+        new = "3" if before != "3" else "4"
+        field.fill(new)
+        field.press("Enter")
+        _wait_for(v.page, "([el, want]) => el.innerText.trim() === want", arg=[readout.element_handle(), new],
+                  timeout_ms=5000)      # the assertion below reports a time-out
+        after = readout.inner_text().strip()
+        assert after == new, (f"{path.name}: typing {new} in the linked box left the slider at {after!r} "
+                              f"(was {before!r})")
+        assert not v.errors, f"JavaScript errors: {v.errors[:3]}"
+        return
     pytest.skip("no chapter has a jslink-ed slider and number box")
 
 
@@ -319,7 +343,7 @@ def _wide_novelty_table():
 
 def _put_table(slot, table) -> dict:
     slot.evaluate("(el, html) => { el.innerHTML = html; }", table._repr_html_())
-    slot.page.wait_for_timeout(200)
+    slot.page.evaluate(SETTLED)
     return slot.evaluate("""(el) => {
         const col = document.querySelector('article.bd-article');
         const t = el.querySelector('table.dataframe');
@@ -332,7 +356,7 @@ def _put_table(slot, table) -> dict:
     }""")
 
 
-def test_wide_table_scrolls_in_the_column_with_its_row_labels_in_view(site, browser):
+def test_wide_table_scrolls_in_the_column_with_its_row_labels_in_view(chapters):
     """Paper B's AUROC table of the paper's shape (11 held-out rows, 8 method/score columns, ±
     over three seeds, hand-built) put into a chapter's table output fits the text column; a table
     three times as wide scrolls inside its output, the page does not grow sideways, and scrolled
@@ -340,29 +364,25 @@ def test_wide_table_scrolls_in_the_column_with_its_row_labels_in_view(site, brow
     import pandas as pd
     table = _wide_novelty_table()
     # the novelty chapter where it has tables (an empty paper store has none), else any chapter's table
-    pages = sorted(chapter_pages(), key=lambda p: (p.stem != "novelty_auroc", p.as_posix()))
+    pages = sorted(chapters, key=lambda p: (p.stem != "novelty_auroc", p.as_posix()))
     for path in pages:
-        v = Visit(browser, site, path)
+        v = chapters[path]
         slot = v.page.locator("div.cell_output div.output.text_html:has(table.dataframe)").first
         if slot.count():
             break
-        v.close()
     else:
         pytest.fail(f"no chapter under {HTML / 'book'} has a table output")
-    try:
-        got = _put_table(slot, table)
-        assert got["table"] <= got["out"] + 1 and got["out"] <= got["col"] + 1, f"the paper-shaped table does not fit: {got}"
-        wider = pd.concat({f"copy {i}": table for i in range(3)}, axis=1)
-        got = _put_table(slot, wider)
-        assert got["table"] > max(got["col"], got["out"]), f"the widened table is not wider than the column: {got}"
-        assert got["overflow"] in ("auto", "scroll") and got["out"] <= got["col"] + 1, got
-        assert got["scrolled"] > 0, f"the output did not scroll: {got}"
-        assert got["docWidth"] <= got["viewport"], f"the page grew sideways: {got}"
-        assert abs(got["thLeft"] - got["outLeft"]) <= 1, f"the row labels scrolled out of view: {got}"
-        lay = v.page.evaluate(LAYOUT_JS)
-        assert not lay["wide"], lay
-    finally:
-        v.close()
+    got = _put_table(slot, table)
+    assert got["table"] <= got["out"] + 1 and got["out"] <= got["col"] + 1, f"the paper-shaped table does not fit: {got}"
+    wider = pd.concat({f"copy {i}": table for i in range(3)}, axis=1)
+    got = _put_table(slot, wider)
+    assert got["table"] > max(got["col"], got["out"]), f"the widened table is not wider than the column: {got}"
+    assert got["overflow"] in ("auto", "scroll") and got["out"] <= got["col"] + 1, got
+    assert got["scrolled"] > 0, f"the output did not scroll: {got}"
+    assert got["docWidth"] <= got["viewport"], f"the page grew sideways: {got}"
+    assert abs(got["thLeft"] - got["outLeft"]) <= 1, f"the row labels scrolled out of view: {got}"
+    lay = v.page.evaluate(LAYOUT_JS)
+    assert not lay["wide"], lay
 
 
 # --------------------------------------------------------------------------- the choosers
@@ -380,48 +400,44 @@ CHOOSER_STATE = """(el) => {
 }"""
 
 
-def test_choosers_draw_the_picked_cell(site, browser, tmp_path):
+def test_choosers_draw_the_picked_cell(chapters, tmp_path):
     """Every chooser (ROC curves, histograms, gallery strips) draws its first cell with no
     kernel; picking another cell in its menu draws that one (other curves or bars, another
     strip that loads)."""
     kinds = {"roc_curves": "plot", "score_distributions": "plot", "reconstruction_galleries": "img"}
     checked = 0
-    for path in chapter_pages():
+    for path, v in chapters.items():
         if path.stem not in kinds:
             continue
-        v = Visit(browser, site, path)
-        try:
-            choosers = v.page.locator(".capslib-chooser")
-            if not choosers.count():
+        choosers = v.page.locator(".capslib-chooser")
+        if not choosers.count():
+            continue
+        for i in range(choosers.count()):
+            el = choosers.nth(i)
+            v.page.wait_for_function("(el) => !!el.dataset.choice", arg=el.element_handle(), timeout=15000)
+            before = el.evaluate(CHOOSER_STATE)
+            assert before["drawn"] or before["loaded"], f"{path.name} chooser {i}: nothing drawn: {before}"
+            if len(before["options"]) < 2:
                 continue
-            for i in range(choosers.count()):
-                el = choosers.nth(i)
-                v.page.wait_for_function("(el) => !!el.dataset.choice", arg=el.element_handle(), timeout=15000)
-                before = el.evaluate(CHOOSER_STATE)
-                assert before["drawn"] or before["loaded"], f"{path.name} chooser {i}: nothing drawn: {before}"
-                if len(before["options"]) < 2:
-                    continue
-                el.scroll_into_view_if_needed()
-                el.locator("select[name=group]").select_option(before["options"][-1])
-                _wait_for(v.page, f"""([el, before]) => {{ const s = ({CHOOSER_STATE})(el);   // the choice, then its drawing
-                    return s.choice !== before.choice && (s.ys !== before.ys || s.src !== before.src); }}""",
-                          arg=[el.element_handle(), before], timeout_ms=5000)
+            el.scroll_into_view_if_needed()
+            el.locator("select[name=group]").select_option(before["options"][-1])
+            _wait_for(v.page, f"""([el, before]) => {{ const s = ({CHOOSER_STATE})(el);   // the choice, then its drawing
+                return s.choice !== before.choice && (s.ys !== before.ys || s.src !== before.src); }}""",
+                      arg=[el.element_handle(), before], timeout_ms=5000)
+            after = el.evaluate(CHOOSER_STATE)
+            assert after["choice"] != before["choice"], f"{path.name} chooser {i}: the menu changed nothing"
+            if kinds[path.stem] == "plot":
+                assert after["drawn"] and after["ys"] != before["ys"], f"{path.name} chooser {i}: same traces"
+            else:
+                v.page.wait_for_function("(el) => { const i = el.querySelector('img.capslib-strip');"
+                                         " return i.complete && i.naturalWidth > 0; }",
+                                         arg=el.element_handle(), timeout=10000)
                 after = el.evaluate(CHOOSER_STATE)
-                assert after["choice"] != before["choice"], f"{path.name} chooser {i}: the menu changed nothing"
-                if kinds[path.stem] == "plot":
-                    assert after["drawn"] and after["ys"] != before["ys"], f"{path.name} chooser {i}: same traces"
-                else:
-                    v.page.wait_for_function("(el) => { const i = el.querySelector('img.capslib-strip');"
-                                             " return i.complete && i.naturalWidth > 0; }",
-                                             arg=el.element_handle(), timeout=10000)
-                    after = el.evaluate(CHOOSER_STATE)
-                    assert after["src"] != before["src"] and after["loaded"], f"{path.name} chooser {i}: {after}"
-                if not checked:
-                    screenshot(el, f"chooser-{path.stem}.png", tmp_path)
-                checked += 1
-            assert not v.errors, f"{path.name}: JavaScript errors: {v.errors[:3]}"
-            bad = [u for u in v.failed if "favicon" not in u]
-            assert not bad, f"{path.name}: failed requests: {bad[:5]}"
-        finally:
-            v.close()
+                assert after["src"] != before["src"] and after["loaded"], f"{path.name} chooser {i}: {after}"
+            if not checked:
+                screenshot(el, f"chooser-{path.stem}.png", tmp_path)
+            checked += 1
+        assert not v.errors, f"{path.name}: JavaScript errors: {v.errors[:3]}"
+        bad = [u for u in v.failed if "favicon" not in u]
+        assert not bad, f"{path.name}: failed requests: {bad[:5]}"
     assert checked, "no chooser with two or more cells in any chapter"

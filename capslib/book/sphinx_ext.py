@@ -23,6 +23,19 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     files[:] = keep
 
 
+DRAWS_WITH_PLOTLY = ("plotly-graph-div", "capslib-chooser")   # a figure's div; a chooser's
+
+
+def _plotly_where_drawn(app, pagename, templatename, context, doctree) -> None:
+    """Load plotly.js (``html_js_files``, 4.8 MB to fetch and about a second of a core to run)
+    only on the pages that draw with it: a Plotly figure or a chapter's chooser (``chooser.js``
+    draws with the site's plotly.js). The prose pages and the index do without."""
+    files, body = context.get("script_files"), context.get("body")
+    if not files or body is None or any(mark in body for mark in DRAWS_WITH_PLOTLY):
+        return
+    files[:] = [js for js in files if not str(getattr(js, "filename", js) or "").endswith("plotly.min.js")]
+
+
 def _copy_galleries(app, exception) -> None:
     """Copy the executed chapters' gallery strips (``book/<profile>/galleries/*.png``, written
     beside each chapter when it ran) to the same place in the built site, where the pages'
@@ -42,5 +55,6 @@ def _copy_galleries(app, exception) -> None:
 def setup(app):
     """Sphinx extension of the book (``sphinx: local_extensions`` in _config.yml)."""
     app.connect("html-page-context", _dedupe_scripts, priority=1)
+    app.connect("html-page-context", _plotly_where_drawn, priority=2)
     app.connect("build-finished", _copy_galleries)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
