@@ -44,6 +44,7 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
     panels = _panels(cells)
     fig, rows, cols = _subplots(panels, protocol)
     items, names, table = [], [], _cell_table(cells, panels)
+    aurocs = _by_cell_and_score(df, "auroc")
     for c, (_, cell) in enumerate(cells.iterrows()):
         arrays = store.load_arrays(cell["cell_id"])
         for s in _scores_of(arrays, cell["method"], wanted):
@@ -51,9 +52,9 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
             if name not in names:
                 names.append(name)
             fpr, tpr, _ = roc_curve(arrays["test_labels"], arrays[f"score_{s}"], drop_intermediate=False)
-            auc = df.loc[(df["cell_id"] == cell["cell_id"]) & (df["score"] == s), "auroc"]
+            auc = aurocs.get((cell["cell_id"], s))
             items.append(dict(c=c, n=names.index(name),
-                              a=round(float(auc.iloc[0]), 4) if len(auc) and np.isfinite(auc.iloc[0]) else None,
+                              a=round(float(auc), 4) if auc is not None and np.isfinite(auc) else None,
                               t=encode(np.round(roc_at_grid(fpr, tpr) * 65535), "u2")))
     # near AUROC 1 the curves hug the left edge: the false-positive axis is log-scaled by default
     # (1e-4 .. 1), which spreads the few false positives out; a button switches back to linear
@@ -75,6 +76,14 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
                    cells=table, names=names, name_colors=[COLORS[i % len(COLORS)] for i in range(len(names))],
                    fpr=[_sig(x) for x in FPR_GRID], chance=np.logspace(-4, 0, 9).round(6).tolist(), items=items)
     return Chooser("roc", payload, fig.to_plotly_json()["layout"])
+
+
+def _by_cell_and_score(df: pd.DataFrame, column: str) -> dict:
+    """{(cell id, score): the first row's ``column``}: one pass over the rows, read per cell."""
+    out = {}
+    for key, v in zip(zip(df["cell_id"], df["score"]), df[column]):
+        out.setdefault(key, v)
+    return out
 
 
 def _cell_table(cells: pd.DataFrame, panels: list[str]) -> list[list]:
@@ -104,6 +113,7 @@ def distribution_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, pro
     panels = _panels(cells)
     fig, rows, cols = _subplots(panels, protocol)
     items, options, table = [], {}, _cell_table(cells, panels)
+    thresholds = _by_cell_and_score(df, "threshold")
     for c, (_, cell) in enumerate(cells.iterrows()):
         a, cid = store.load_arrays(cell["cell_id"]), cell["cell_id"]
         labels = a["test_labels"].astype(bool)
@@ -111,8 +121,8 @@ def distribution_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, pro
             key = f"{cell['method']}:{s}"
             options[key] = label(key)
             v = a[f"score_{s}"].astype(np.float64)
-            thr = df.loc[(df["cell_id"] == cid) & (df["score"] == s), "threshold"]
-            thr = float(thr.iloc[0]) if len(thr) and np.isfinite(thr.iloc[0]) else None
+            thr = thresholds.get((cid, s))
+            thr = float(thr) if thr is not None and np.isfinite(thr) else None
             lo, hi = float(v.min()), float(v.max())
             if thr is not None:
                 lo, hi = min(lo, thr), max(hi, thr)
