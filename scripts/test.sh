@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole pytest suite, right after scripts/build.sh (it installs nothing), on TEST_WORKERS
 # processes (pytest-xdist; default 2, one per core of the machine it was sized for; 0 runs it in
-# this process). A test file stays on one worker (--dist loadfile), so a module's shared
-# fixtures (the synthetic 1,035-cell book, the served site) are built once.
+# this process). Tests go to whichever worker is free, the slow ones first (--dist loadgroup);
+# the tests of a module that share a module-scoped fixture (the synthetic 1,035-cell book, the
+# served site) stay together on one worker, so it is built once (tests/conftest.py).
 # The browser tests read the book that build.sh built (_build/html); they skip when there is
 # none, except with CI=true, where a missing book fails. Extra arguments go to pytest,
 # e.g. `bash scripts/test.sh -m "not slow"`.
@@ -13,7 +14,7 @@ workers="${TEST_WORKERS:-2}"
 if [ "$workers" = 0 ]; then
     $PY -m pytest -ra "$@"
 else
-    $PY -m pytest -ra -n "$workers" --dist loadfile "$@"
+    $PY -m pytest -ra -n "$workers" --dist loadgroup "$@"
 fi
 rc=$?
 if [ "$rc" = 5 ]; then

@@ -1,3 +1,4 @@
+import multiprocessing as mp
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,34 @@ import torch
 THREADS = max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 torch.set_num_threads(THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+# Processes the tests start through multiprocessing (concurrent runs, Dask's local workers) are forked
+# from one fork server per test process, which has imported these once and never run an operation (no
+# torch/OpenMP state to inherit), so that each starts in a fraction of a second instead of importing
+# torch and scikit-learn again. The server starts with the first such process.
+FORK_SERVER_PRELOAD = ["torch", "sklearn.linear_model", "capslib.run.runner", "capslib.run.execute", "distributed"]
+FORK_SERVER = mp.get_context("forkserver")
+FORK_SERVER.set_forkserver_preload(FORK_SERVER_PRELOAD)      # a module that is not installed is skipped
+
+
+@pytest.fixture
+def dask_workers_from_the_fork_server():
+    """Dask's local workers forked from :data:`FORK_SERVER` (Dask's default starts each by spawn);
+    nothing where the cluster extra is not installed. A forked worker has the fork server's
+    environment, so the variables a test sets (its checkpoint cache, its marks folder) are passed
+    on by name: each worker's nanny sets them to their values when the cluster starts."""
+    try:
+        import dask
+        from distributed.utils import get_mp_context
+    except ImportError:
+        yield
+        return
+    names = {k for k in os.environ if k.startswith("CAPSLIB_")} | {"CAPSLIB_TEST_MARKS", "PYTHONPATH"}
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver",
+                          "distributed.nanny.environ": {k: "" for k in sorted(names)}}):
+        assert get_mp_context() is FORK_SERVER          # Dask sets its own preload list once, first
+        FORK_SERVER.set_forkserver_preload(FORK_SERVER_PRELOAD)
+        yield
 
 
 @pytest.fixture
@@ -87,3 +116,24 @@ def screenshot(locator, name: str, tmp_path: Path) -> Path:
         Path(extra).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, Path(extra) / name)
     return out
+
+
+@pytest.hookimpl(tryfirst=True)      # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """The order and grouping pytest-xdist's ``--dist loadgroup`` (scripts/test.sh) hands tests
+    out in: the tests of a module that share a module-scoped fixture (a synthetic book, a served
+    site, a trained detector) stay together on one worker, so the fixture is built once; every
+    other test goes to whichever worker is free. The modules and tests marked ``slow`` start
+    first, so that the last minutes are not one long test on one worker while the other waits."""
+    shared = {}
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d and d[-1].scope in ("module", "class") for d in defs.values()):
+            shared.setdefault(item.module.__name__, []).append(item)
+    for name, group in shared.items():
+        for item in group:
+            item.add_marker(pytest.mark.xdist_group(name))
+    slow_modules = {n for n, g in shared.items() if any(i.get_closest_marker("slow") for i in g)}
+    is_slow = lambda i: (i.module.__name__ in slow_modules if i.module.__name__ in shared
+                         else i.get_closest_marker("slow") is not None)
+    items.sort(key=lambda i: not is_slow(i))     # stable: a shared module's tests stay together

@@ -183,6 +183,7 @@ DIGIT_CELLS = [CellSpec("novelty", "digits", m, held_out=(9,), epochs=1) for m i
                for m in sorted(B.IMBALANCED)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", DIGIT_CELLS, ids=lambda s: s.method)
 def test_runs_end_to_end_on_the_digits(tmp_path, spec):
     store = ResultsStore(tmp_path, "t")
@@ -197,6 +198,7 @@ def test_runs_end_to_end_on_the_digits(tmp_path, spec):
     assert (store.dir / "cells.csv").read_text().count(spec.cell_id) == len(doc["rows"])
 
 
+@pytest.mark.slow
 def test_cnn_msp_reuses_the_classifier_cnn_ocsvm_trained_and_scores_as_if_it_trained_it(tmp_path):
     """CNN+OCSVM and the CNN's maximum softmax train the same classifier of the normal classes:
     run one after the other in a process, the second reuses the first's network (and says so)

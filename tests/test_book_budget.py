@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 NOTEBOOK_BUDGET = 1.5e6
 PAGE_BUDGET = 3e6
 # score name -> decision threshold, per (protocol, method): the scores the real cells store
@@ -84,7 +85,7 @@ def synthetic_book(tmp_path_factory):
     (root / "_vendor").mkdir()
     shutil.copy(Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js", root / "_vendor")
     results = root / "results"
-    store = ResultsStore(results, "paper")
+    store = ResultsStore(results, "paper", durable=False)     # throwaway: no fsync per file
     cells = PROFILES["paper"].cells()
     rng = np.random.default_rng(0)
     rebuild, store.rebuild_csv = store.rebuild_csv, lambda: None     # cells.csv once, at the end

@@ -134,3 +134,26 @@ def test_your_images_is_a_quick_chapter_only():
     quick = {p.stem for p in executing.chapters_for(root, "quick")}
     paper = {p.stem for p in executing.chapters_for(root, "paper")}
     assert "your_images" in quick and "your_images" not in paper and paper == quick - {"your_images"}
+
+
+def test_the_status_glue_is_the_record_myst_nb_writes():
+    """The overview's glued status lines: the output the chapter publishes is the one
+    ``myst_nb.glue(name, HTML(...), display=False)`` publishes, which ``{glue}`` reads."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import HTML
+    from IPython.utils.capture import capture_output
+    from myst_nb import glue
+    from traitlets.config import Config
+    from capslib.views.status import glue_html
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"      # no history file written under ~/.ipython
+    InteractiveShell.instance(config=config)
+    try:
+        with capture_output() as theirs:
+            glue("status_text", HTML("<p>paper A 3 of 4 cells</p>"), display=False)
+        with capture_output() as ours:
+            glue_html("status_text", "<p>paper A 3 of 4 cells</p>")
+    finally:
+        InteractiveShell.clear_instance()
+    assert len(ours.outputs) == len(theirs.outputs) == 1
+    assert ours.outputs[0].data == theirs.outputs[0].data and ours.outputs[0].metadata == theirs.outputs[0].metadata

@@ -21,6 +21,7 @@ from capslib.study.methods import METHODS
 from capslib.run.store.results import ResultsStore
 
 TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.usefixtures("dask_workers_from_the_fork_server")     # tests/conftest.py
 
 
 def _cluster():

@@ -125,6 +125,7 @@ def _tiny_job(seed, n, x, y, recon_mask, epochs=2, batch=2):
                       recon_mask=None if recon_mask is None else recon_mask[idx], name=f"m{seed}")
 
 
+@pytest.mark.slow
 def test_training_matches_plain_with_ragged_epochs(digits, monkeypatch):
     monkeypatch.setattr("capslib.train.stacked.DECAY_EVERY", 3)            # exercise the per-model lr decay
     monkeypatch.setattr("capslib.train.plain.DECAY_EVERY", 3)
@@ -172,6 +173,7 @@ def test_group_results_match_plain_cells(digits, protocol):
                 np.testing.assert_allclose(res.arrays[k], v, rtol=1e-3, atol=1e-4, err_msg=k)
 
 
+@pytest.mark.slow
 def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, tiny_splits):
     """run_grid on the real digits, fast vs plain; the splits are cut short (both paths)
     to keep the test quick."""
@@ -194,6 +196,7 @@ def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, tiny_splits):
     assert rerun["ran"] == [] and len(rerun["skipped"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options,rel", [(FastOptions(bf16=True, channels_last=True), 2e-2),
                                          (FastOptions(compile=True), 1e-5)])
 def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel):

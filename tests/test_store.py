@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import logging
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from capslib.study.protocols import CellResult
 from capslib.run.store.results import ResultsStore
 from capslib.run.store.schema import OWNED, ROW_KEYS
 
-SPAWN = mp.get_context("spawn")   # fresh interpreters: no torch/OpenMP state inherited by a fork
+from conftest import FORK_SERVER as FRESH   # fresh processes: no torch/OpenMP state inherited (conftest.py)
 
 
 def baseline_cells():
@@ -50,11 +49,12 @@ def _run_worker(root, log, start, out):
         out.put((os.getpid(), None, traceback.format_exc()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_runs", [2, 3])
 def test_concurrent_runs_train_each_cell_once(tmp_path, n_runs):
     root, log = str(tmp_path / "res"), str(tmp_path / "train.log")
-    start, out = SPAWN.Event(), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_run_worker, args=(root, log, start, out)) for _ in range(n_runs)]
+    start, out = FRESH.Event(), FRESH.Queue()
+    procs = [FRESH.Process(target=_run_worker, args=(root, log, start, out)) for _ in range(n_runs)]
     for p in procs:
         p.start()
     time.sleep(1.0)
@@ -78,6 +78,7 @@ def test_concurrent_runs_train_each_cell_once(tmp_path, n_runs):
     assert not any(store.staging_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_two_cli_runs_split_a_real_grid(tmp_path):
     """Two `python -m capslib run` processes on one root, really training (1 epoch)."""
     root = tmp_path / "res"
@@ -190,10 +191,11 @@ def _stress_worker(root, role, seconds, out):
     out.put((role, n, errors))
 
 
+@pytest.mark.slow
 def test_store_stress_two_writers_and_a_run(tmp_path):
     root = str(tmp_path / "res")
-    out = SPAWN.Queue()
-    procs = [SPAWN.Process(target=_stress_worker, args=(root, role, 6.0, out))
+    out = FRESH.Queue()
+    procs = [FRESH.Process(target=_stress_worker, args=(root, role, 6.0, out))
              for role in ("writer", "writer", "run")]
     for p in procs:
         p.start()

@@ -135,6 +135,19 @@ def status_line(status: pd.DataFrame, store: ResultsStore, profile: str) -> str:
     return f"**Reproduction status, {profile} profile:** " + ", ".join(parts) + newest + "."
 
 
+GLUE_PREFIX = "application/papermill.record/"    # myst-nb's mime prefix of a glued, undisplayed output
+
+
+def glue_html(name: str, html: str) -> None:
+    """Glue ``html`` under ``name`` without showing it: the output record myst-nb's ``{glue}``
+    reads (its mime types prefixed with :data:`GLUE_PREFIX`, its name in the ``scrapbook``
+    metadata), published directly; ``myst_nb.glue`` would import nbformat and jsonschema into
+    the kernel, seconds per chapter, to write the same record."""
+    from IPython.display import publish_display_data
+    publish_display_data({GLUE_PREFIX + "text/html": html, GLUE_PREFIX + "text/plain": "<IPython.core.display.HTML object>"},
+                         metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+
+
 def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A", "B"), glue: str | None = None,
                figure: bool = False, figure_file: str | None = None):
     """Display the reproduction status of ``papers`` in a notebook: one line, and with
@@ -152,10 +165,8 @@ def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A
             fig.savefig(figure_file, format="png", dpi=100, metadata={"Software": None})
             plt.close(fig)
     if glue:
-        from myst_nb import glue as _glue
-        from IPython.display import HTML
         from markdown_it import MarkdownIt     # HTML, which a page gluing from another document renders
-        _glue(f"{glue}_text", HTML(MarkdownIt().render("\n\n".join(summary_lines(full, store)))), display=False)
+        glue_html(f"{glue}_text", MarkdownIt().render("\n\n".join(summary_lines(full, store))))
     status = full[full["paper"].isin(papers)]
     display(Markdown(status_line(status, store, profile)))
     if figure:

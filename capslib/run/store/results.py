@@ -24,17 +24,20 @@ from capslib.run.store.schema import (CSV_COLUMNS, DOC_KEYS, MIGRATIONS, OWNED, 
     derived_columns)
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def _fsync_write(path: Path, data: bytes, durable: bool = True) -> None:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
 
 
 class ResultsStore:
-    def __init__(self, root: str | os.PathLike, profile: str):
+    """One profile's cells under ``root/profile``; ``durable=False``: no fsync, for throwaway stores."""
+    def __init__(self, root: str | os.PathLike, profile: str, durable: bool = True):
         self.root = Path(root)
         self.profile = profile
+        self.durable = durable
         self.dir = self.root / profile
         self.cells_dir = self.dir / "cells"
         self.staging_dir = self.dir / ".staging"   # cells being written; same filesystem, so rename is atomic
@@ -201,8 +204,8 @@ class ResultsStore:
         with locks.held(self.locks_dir / spec.cell_id, blocking=True):
             tmp, fd = locks.locked_folder(self.staging_dir, f"{spec.cell_id}{OWNED}{os.getpid()}")
             try:
-                _fsync_write(tmp / "arrays.npz", buf.getvalue())
-                _fsync_write(tmp / "cell.json", json.dumps(doc, indent=1, default=_json_default).encode())
+                _fsync_write(tmp / "arrays.npz", buf.getvalue(), self.durable)
+                _fsync_write(tmp / "cell.json", json.dumps(doc, indent=1, default=_json_default).encode(), self.durable)
                 replaced = self.staging_dir / f"{tmp.name}.{uuid.uuid4().hex[:8]}.old"
                 if final.exists():   # a redo replaces: the old folder goes to staging, then away
                     os.rename(final, replaced)
@@ -228,7 +231,7 @@ class ResultsStore:
                 row = {**ROW_DEFAULTS, **row}
                 w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
             tmp = self.dir / ".cells.csv.tmp"
-            _fsync_write(tmp, buf.getvalue().encode())
+            _fsync_write(tmp, buf.getvalue().encode(), self.durable)
             os.replace(tmp, path)
         return path
 
