@@ -61,9 +61,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_checkpoint_cache(tmp_path_factory):
+    """The checkpoints of what module- and session-scoped fixtures train (set up before any
+    test's own cache) go to a temporary cache too, never ~/.cache/capslib."""
+    with pytest.MonkeyPatch.context() as mp_:
+        mp_.setenv("CAPSLIB_CACHE", str(tmp_path_factory.mktemp("session-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _checkpoint_cache(tmp_path_factory, monkeypatch):
-    """In-flight checkpoints of every test go to a temporary cache, never ~/.cache/capslib."""
+def _checkpoint_cache(_session_checkpoint_cache, tmp_path_factory, monkeypatch):
+    """In-flight checkpoints of every test go to a temporary cache of its own, never ~/.cache/capslib."""
     monkeypatch.setenv("CAPSLIB_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
@@ -122,17 +131,20 @@ def screenshot(locator, name: str, tmp_path: Path) -> Path:
 def pytest_collection_modifyitems(config, items):
     """The order and grouping pytest-xdist's ``--dist loadgroup`` (scripts/test.sh) hands tests
     out in: the tests of a module that share a module-scoped fixture (a synthetic book, a served
-    site, a trained detector) stay together on one worker, so the fixture is built once; every
+    site, a trained detector) or that mark themselves as one group (``xdist_group``: module
+    state) stay together on one worker, so the fixture is built once; every
     other test goes to whichever worker is free. The modules and tests marked ``slow`` start
     first, so that the last minutes are not one long test on one worker while the other waits."""
     shared = {}
     for item in items:
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        if any(d and d[-1].scope in ("module", "class") for d in defs.values()):
+        if item.get_closest_marker("xdist_group") or any(d and d[-1].scope in ("module", "class")
+                                                          for d in defs.values()):
             shared.setdefault(item.module.__name__, []).append(item)
     for name, group in shared.items():
         for item in group:
-            item.add_marker(pytest.mark.xdist_group(name))
+            if not item.get_closest_marker("xdist_group"):
+                item.add_marker(pytest.mark.xdist_group(name))
     slow_modules = {n for n, g in shared.items() if any(i.get_closest_marker("slow") for i in g)}
     is_slow = lambda i: (i.module.__name__ in slow_modules if i.module.__name__ in shared
                          else i.get_closest_marker("slow") is not None)

@@ -35,6 +35,7 @@ def snapshot(*roots: Path) -> dict:
 
 # what each case gets, as the tests saw it: book/bad_input.md is this list, rendered
 SEEN: list[dict] = []
+pytestmark = pytest.mark.xdist_group("test_errors")   # the table needs every case in one process
 TABLE = Path(__file__).resolve().parent.parent / "book" / "bad_input.md"
 
 

@@ -270,6 +270,9 @@ class FastOptions:
     fp32, as on the plain path. exact_bf16_reductions: bf16 matmuls reduce in fp32 (CUDA's
     reduced-precision reductions off). channels_last: NHWC convolutions. compile:
     ``torch.compile`` the forward + loss. cuda_graphs: compile with mode="reduce-overhead".
+    compile_backend: torch.compile's backend ("inductor", which generates the device's code;
+    "aot_eager" traces and differentiates the same graph and runs it op by op, a check on a
+    CPU of everything but the GPU's code generation, in seconds instead of a minute).
     """
     tf32: bool = False
     bf16: bool = False
@@ -279,6 +282,7 @@ class FastOptions:
     conv1_fp32: bool = False
     exact_bf16_reductions: bool = False
     chunk_steps: int = 200        # steps whose batch indices are drawn and moved to the device at once
+    compile_backend: str = "inductor"
 
     SWITCHES = ("tf32", "bf16", "channels_last", "compile", "cuda_graphs", "conv1_fp32", "exact_bf16_reductions")
 

@@ -40,9 +40,8 @@ from capslib.model.losses import RECONSTRUCTION_WEIGHT, margin_terms
 from capslib.train.plain import DECAY_EVERY, MNIST_MEAN, MNIST_STD, NonFiniteLoss, synchronize
 
 # parameter name in CapsNet -> name of the stacked tensor
-PARAM_NAMES = {"conv1.weight": "conv1_w", "conv1.bias": "conv1_b", "primary.weight": "prim_w",
-               "primary.bias": "prim_b", "W": "W",
-               "decoder.0.weight": "dec0_w", "decoder.0.bias": "dec0_b", "decoder.2.weight": "dec1_w",
+PARAM_NAMES = {"conv1.weight": "conv1_w", "conv1.bias": "conv1_b", "primary.weight": "prim_w", "primary.bias": "prim_b",
+               "W": "W", "decoder.0.weight": "dec0_w", "decoder.0.bias": "dec0_b", "decoder.2.weight": "dec1_w",
                "decoder.2.bias": "dec1_b", "decoder.4.weight": "dec2_w", "decoder.4.bias": "dec2_b"}
 
 
@@ -237,7 +236,8 @@ def train_stacked(jobs: Sequence, images: torch.Tensor, device: torch.device,
         return stacked_losses(lengths, recon, x, cls.gather(1, li), rmask.gather(1, li), live)
 
     if options.compile or options.cuda_graphs:
-        loss_fn = torch.compile(loss_fn, mode="reduce-overhead" if options.cuda_graphs else None)
+        loss_fn = torch.compile(loss_fn, backend=options.compile_backend,
+                                mode="reduce-overhead" if options.cuda_graphs else None)
     failed = torch.zeros(M, dtype=torch.bool, device=device)
     fail_step = torch.full((M,), -1, dtype=torch.long, device=device)
     last = torch.full((M,), float("nan"), device=device)
