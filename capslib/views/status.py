@@ -155,10 +155,11 @@ def show_panel(profile: str, results_root="results", papers: Sequence[str] = ("A
     ``figure_file`` the heat-map of *both* papers is written there (a PNG beside the chapter,
     which the overview includes as an image), and with ``glue`` the summary lines are glued
     (not shown) as ``<glue>_text`` for the overview (myst-nb ``{glue}`` with ``:doc:``)."""
-    import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
     full, store = profile_status(profile, results_root)
+    if figure or figure_file:        # matplotlib only where a heat-map is drawn
+        import matplotlib.pyplot as plt
     if figure_file:
         fig = status_figure(full)
         if fig is not None:
