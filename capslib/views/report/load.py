@@ -120,12 +120,16 @@ def empty_note(df: pd.DataFrame, what: str = "this section") -> str:
             f"`python -m capslib book --profile {profile}` then rebuilds this page.*")
 
 
-def show(table: pd.DataFrame, df: pd.DataFrame, what: str = "this table") -> None:
+def show(table: pd.DataFrame, df: pd.DataFrame | None = None, what: str = "this table") -> None:
     """Display a table (every text in full: pandas cuts a cell's text at 50 characters by
-    default), or :func:`empty_note` in its place when it has no rows."""
+    default), or, when it has no rows, :func:`empty_note` of the cells ``df`` in its place
+    (nothing without ``df``)."""
     from IPython.display import Markdown, display
-    with pd.option_context("display.max_colwidth", None):
-        display(table if table is not None and len(table) else Markdown(empty_note(df, what)))
+    if table is not None and len(table):
+        with pd.option_context("display.max_colwidth", None):
+            display(table)
+    elif df is not None:
+        display(Markdown(empty_note(df, what)))
 
 
 def say_if_empty(df: pd.DataFrame, what: str = "this section") -> bool:
