@@ -4,9 +4,10 @@ capslib.tools.stallrate``; book/methods.md, "the loss plateau".)
 One training per route settles nothing: whether a training leaves the plateau is a knife edge.
 This trains R replicas of one cell (seeds 0..R-1, so R initialisations and R draws of the
 anomalies) on each route of :data:`ROUTES`, for ``--epochs`` epochs (2 by default, about 390
-steps on MNIST at 1%: an early look, to be checked against full trainings on a few), in groups
-of eight on the fast path as on the GPU, and counts the replicas whose last training loss is
-still on the plateau (:func:`capslib.run.store.schema.stalled`). Every replica's loss at the end
+steps on MNIST at 1%: an early look, which eight 10-epoch trainings on this CPU confirmed; see
+the methods chapter), in groups of eight on the fast path as on the GPU, and counts the
+replicas whose last training loss is still on the plateau
+(:func:`capslib.run.store.schema.stalled`). Every replica's loss at the end
 of each epoch is kept, so a run of full-length replicas also says how well an earlier epoch's
 plateau predicts the last one's (``early_look``): the check of the 2-epoch look. The replicas
 run in rounds of eight seeds, each round on every route in turn, so that a run stopped early still compares the
