@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-# two threads in all: one process with two, or (pytest-xdist, scripts/test.sh) one each of two workers;
-# the processes a test starts (Jupyter kernels, CLI runs, window workers) get the same share, so that
-# two busy workers never put more threads than cores on the machine (OpenMP waits for its slowest thread)
+# two threads in one process, or (pytest-xdist, scripts/test.sh) one per worker; the processes a test
+# starts (Jupyter kernels, CLI runs, window workers) get the same, so that no torch operation spreads
+# over threads that busy workers keep waiting (OpenMP waits for its slowest thread)
 THREADS = max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 torch.set_num_threads(THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
