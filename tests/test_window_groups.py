@@ -93,7 +93,7 @@ def test_pick_writes_every_measured_size_and_prints_the_sizes_as_run_options(mon
     from capslib.tools import window
     _stub_timers(monkeypatch)
     monkeypatch.setattr(window, "SETTINGS", SMALL)
-    monkeypatch.setattr(groupsize, "soundness", lambda options, d, protocol, size: {
+    monkeypatch.setattr(groupsize, "soundness", lambda options, d, protocol, size, epochs: {
         "sound": not (options.channels_last is False and protocol == "novelty"), "why": "stub"})
     gib = _between(SMALL["novelty"], 3, 8, bf16=True) / 2 ** 30
     assert window.main(["pick", "--device", "cpu", "--steps", "1", "--candidates", "bf16,bf16+channels-last",
@@ -135,7 +135,7 @@ def test_the_picks_rates_reach_the_runs_time_budget(monkeypatch, tmp_path, tiny_
     speed = {"imbalanced": 0.1, "novelty": 1e9}                     # images/s
     monkeypatch.setattr(groupsize, "time_group", lambda setting, size, *a: {
         "images_per_s": speed[setting.protocol], "start_seconds": 0.0})
-    monkeypatch.setattr(groupsize, "soundness", lambda *a: {"sound": True, "why": "stub"})
+    monkeypatch.setattr(groupsize, "soundness", lambda *a, **k: {"sound": True, "why": "stub"})
     assert window.main(["pick", "--device", "cpu", "--steps", "1", "--candidates", "bf16", "--groups", "8",
                         "--out", str(tmp_path / "bench")]) == 0
     flags = capsys.readouterr().out.strip().splitlines()[-1].split()
@@ -162,7 +162,7 @@ def test_window_dry_run_sizes_groups_with_the_real_check_and_trains_both_papers(
     _stub_timers(monkeypatch)
     monkeypatch.setattr(window, "SETTINGS", SMALL)
     assert window.main(["pick", "--device", "cpu", "--steps", "1", "--candidates", "bf16", "--groups", "1,2",
-                        "--out", str(tmp_path / "bench")]) == 0
+                        "--check-epochs", "2", "--out", str(tmp_path / "bench")]) == 0
     flags = capsys.readouterr().out.strip().splitlines()[-1].split()
     report = json.loads(next((tmp_path / "bench").glob("window-cpu-*.json")).read_text())
     assert report["decision"] == "fast", report["why"]
@@ -180,3 +180,11 @@ def test_window_dry_run_sizes_groups_with_the_real_check_and_trains_both_papers(
     assert {c.split("-")[0] for c in done} == {"imbalanced", "novelty"}
     for cid, size in done.items():
         assert size == min(sizes[cid.split("-")[0]], 2 if cid.startswith("imbalanced") else 1), cid
+
+
+def test_a_check_of_one_epoch_is_refused_in_one_line(capsys):
+    """The check compares the loss after one epoch with the loss after the last: two at least."""
+    from capslib.tools import window
+    assert window.main(["pick", "--device", "cpu", "--check-epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --check-epochs must be at least 2 (the check compares the loss "
+                                               "after 1 epoch and after the last), got 1")

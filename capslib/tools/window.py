@@ -26,6 +26,7 @@ the run's time budget starts no group predicted to end after it
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ import torch
 
 from capslib.core.config import FastOptions
 from capslib.core.provenance import write_report
+from capslib.tools import groupsize
 from capslib.tools.groupsize import GROUP_SIZES, SETTINGS, choose_group
 from capslib.train.stacked_memory import device_memory
 
@@ -66,8 +68,14 @@ def rates_of(groups: dict) -> dict:
             for protocol, g in groups.items()}
 
 
+def _check(options: FastOptions, device: torch.device, protocol: str, size: int, epochs: int) -> dict:
+    """:func:`capslib.tools.groupsize.soundness` with the pick's ``epochs``."""
+    return groupsize.soundness(options, device, protocol, size, epochs=epochs)
+
+
 def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_SIZES,
-         memory_bytes: Optional[int] = None, seconds: Optional[float] = None, settings=None) -> dict:
+         memory_bytes: Optional[int] = None, seconds: Optional[float] = None, settings=None,
+         check_epochs: int = 3) -> dict:
     """Time every candidate; for the fastest, size each paper's groups (next fastest switch
     set when a paper has no sound size); returns the report with ``decision`` ('fast' |
     'plain-workers'), ``flags`` (the run options of the decision), per switch set tried,
@@ -76,7 +84,8 @@ def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_
     ``memory_bytes``: the device memory the group sizes must fit in where the device does
     not say (CUDA's own is used there; None: unlimited). ``seconds``: after this, time no
     further group size once one of a paper has been. ``settings``: {protocol: Setting}
-    (default :data:`capslib.tools.groupsize.SETTINGS`)."""
+    (default :data:`capslib.tools.groupsize.SETTINGS`). ``check_epochs``: the soundness check's
+    longer trainings (:func:`capslib.tools.groupsize.soundness`)."""
     from capslib.tools.bench.timers import time_fast, time_plain
     names = list(names or (CANDIDATES if device.type == "cuda" else CPU_CANDIDATES))
     settings = settings or SETTINGS
@@ -84,6 +93,7 @@ def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_
     deadline = None if seconds is None else time.monotonic() + seconds
     device_bytes = device_memory(device, memory_bytes)
     report = {"device": str(device), "steps": steps, "models": models, "device_bytes": device_bytes,
+              "check_epochs": check_epochs,
               "group_sizes_tried": list(sizes), "timings": {}, "checks": {}, "groups": {}}
     plain = time_plain(2, 32, True, steps, 1, device, "bf16" if device.type == "cuda" else "fp32")
     report["timings"]["plain"] = plain
@@ -105,7 +115,8 @@ def pick(device: torch.device, steps: int, models: int, names=None, sizes=GROUP_
     else:
         for name in ranked[:2]:
             groups = report["groups"][name] = {
-                protocol: choose_group(setting, CANDIDATES[name], device, sizes, steps, device_bytes, deadline=deadline)
+                protocol: choose_group(setting, CANDIDATES[name], device, sizes, steps, device_bytes, deadline=deadline,
+                                       check=functools.partial(_check, epochs=check_epochs))
                 for protocol, setting in settings.items()}
             chosen = {protocol: g["chosen"] for protocol, g in groups.items()}
             sound = all(n is not None for n in chosen.values())
@@ -137,6 +148,8 @@ def main(argv=None) -> int:
                         "(CUDA reports its own; default: unlimited)")
     p.add_argument("--seconds", type=float, default=80.0,
                    help="time no further group size after this (default %(default)s s; the checks still run)")
+    p.add_argument("--check-epochs", type=int, default=3,
+                   help="epochs of the soundness check's longer trainings (default %(default)s; at least 2)")
     p.add_argument("--out", default="results/bench")
     a = p.parse_args(argv)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -152,8 +165,13 @@ def main(argv=None) -> int:
     except ValueError:
         print(f"error: --groups must be whole numbers >= 1, comma separated, got {a.groups!r}", file=sys.stderr)
         return 2
+    if a.check_epochs < 2:
+        print(f"error: --check-epochs must be at least 2 (the check compares the loss after 1 epoch and after "
+              f"the last), got {a.check_epochs}", file=sys.stderr)
+        return 2
     memory = None if a.memory_gib is None else int(a.memory_gib * 2 ** 30)
-    report = pick(device, a.steps or (30 if device.type == "cuda" else 2), a.models, names, sizes, memory, a.seconds)
+    report = pick(device, a.steps or (30 if device.type == "cuda" else 2), a.models, names, sizes, memory, a.seconds,
+                  check_epochs=a.check_epochs)
     for name, t in report["timings"].items():
         print(f"{name:32s} " + (f"{t['images_per_s']:9.1f} images/s" if "images_per_s" in t else t["error"]))
     for name, groups in report["groups"].items():
