@@ -36,7 +36,8 @@ def novelty_table(df: pd.DataFrame, dataset: str, metric: str = "auroc") -> pd.D
 def case_studies(df: pd.DataFrame, store=None) -> pd.DataFrame:
     """Paper B §3.1 case studies (held-out 2, 9, {0,3,5}) on every dataset asked for whose
     reference is MNIST: our CapsNet PP and RE AUROC beside the paper's numbers and claims (PP − RE
-    per seed, then averaged), and the reference detectors' AUROC on the same held-out classes. A
+    per seed, then averaged), and the reference detectors' AUROC on the same held-out classes, one
+    column per detector and score (:data:`REFERENCE`). A
     case with no CapsNet cell yet stays in the table and says so: in flight (its epoch and the
     training time left, from ``store``'s checkpoints) or not trained yet."""
     asked = {p["dataset"] for cid in df.attrs.get("cells", []) if (p := parse_novelty_cell_id(cid))}
@@ -70,7 +71,6 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
         rec = {"dataset": dataset, "held-out": case["held_out"],
                "paper PP": fmt(case["pp"], digits=4), "paper RE": fmt(case["re"], digits=4),
                "paper PP − RE": case["pp_minus_re_text"], "paper says": case["claim"], "source": case["source"],
-               "references (AUROC)": "; ".join(f"{m}:{sc} {a:.4f}" for (m, sc), a in ref_auroc.items()) or "–",
                **{f"{REFERENCE} {m}:{sc}": f"{a:.4f}" for (m, sc), a in ref_auroc.items()}}
         if {"pp", "re"} <= set(piv.columns):
             d, n = piv["pp"] - piv["re"], len(piv)
@@ -90,7 +90,7 @@ def _case_rows(nov: pd.DataFrame, dataset: str, flying: dict) -> list[dict]:
                         "RE − paper": "–"})
         out.append(rec)
     cols = ["dataset", "held-out", "ours PP", "ours RE", "ours PP − RE", "paper PP", "paper RE", "PP − paper",
-            "RE − paper", "paper PP − RE", "paper says", "references (AUROC)", "source", "seeds"]
+            "RE − paper", "paper PP − RE", "paper says", "source", "seeds"]
     per_ref = sorted({k for r in out for k in r if k.startswith(REFERENCE)})
     return [{**{k: r[k] for k in cols}, **{k: r.get(k, "–") for k in per_ref}} for r in out]
 
@@ -101,7 +101,7 @@ def case_study_table(cases: pd.DataFrame) -> pd.DataFrame:
     instead of fourteen columns squeezing into the page."""
     if cases.empty:
         return cases
-    table = cases.drop(columns="references (AUROC)").set_index(["dataset", "held-out"]).T
+    table = cases.set_index(["dataset", "held-out"]).T
     table.columns = [f"{d} · held out {h}" for d, h in table.columns]
     table.index.name = "case"
     return table
