@@ -132,9 +132,9 @@ def pytest_collection_modifyitems(config, items):
     """The order and grouping pytest-xdist's ``--dist loadgroup`` (scripts/test.sh) hands tests
     out in: the tests of a module that share a module-scoped fixture (a synthetic book, a served
     site, a trained detector) or that mark themselves as one group (``xdist_group``: module
-    state) stay together on one worker, so the fixture is built once; every
-    other test goes to whichever worker is free. The modules and tests marked ``slow`` start
-    first, so that the last minutes are not one long test on one worker while the other waits."""
+    state) stay together on one worker, so the fixture is built once; every other test goes to
+    whichever worker is free. The modules and tests marked ``slow`` start first, so that the
+    last minutes are not one long test on one worker while the others wait."""
     shared = {}
     for item in items:
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})

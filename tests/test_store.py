@@ -19,7 +19,9 @@ from capslib.study.protocols import CellResult
 from capslib.run.store.results import ResultsStore
 from capslib.run.store.schema import OWNED, ROW_KEYS
 
-from conftest import FORK_SERVER as FRESH   # fresh processes: no torch/OpenMP state inherited (conftest.py)
+# fresh processes, no torch/OpenMP state inherited (conftest.py); they have the fork server's environment,
+# so what a worker needs (its log, its store) it takes as arguments
+from conftest import FORK_SERVER as FRESH
 
 
 def baseline_cells():
