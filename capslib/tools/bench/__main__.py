@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -14,7 +15,8 @@ from capslib.train.plain import check_precision, native_bf16, train_capsnet
 
 from capslib.tools.bench.flops import (FLOP_FORMULA, NOMINAL_PEAKS, SETTINGS, macs_per_image, matmul_flops,
     training_flops_per_image)
-from capslib.tools.bench.timers import _job, time_eval, time_fast, time_plain_precisions, time_primary_conv
+from capslib.tools.bench.timers import (_job, time_adam, time_eval, time_fast, time_plain_precisions, time_primary_conv,
+    time_primary_conv_parts)
 
 
 def profile_fast(K, batch, standardize, steps, models, device, options, rows: int = 15) -> str:
@@ -77,6 +79,12 @@ def main(argv=None) -> int:
                    "(default: both where the device has bf16 natively, else fp32)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved tries per plain precision, best kept "
                    "(default: cpu 3, cuda 1)")
+    p.add_argument("--peer", metavar="DIR", default=None,
+                   help="a clone of github.com/XifengGuo/CapsNet-Pytorch: its fp32 training step is timed in the "
+                        "same run, interleaved with the plain path's (capslib.tools.bench.peer)")
+    p.add_argument("--parts", action="store_true",
+                   help="also time the plain path's parts: one Adam step (loop, foreach, fused) and the primary "
+                        "convolution's forward and gradients in bf16 (contiguous, channels-last)")
     p.add_argument("--out", default="results/bench")
     FastOptions.add_flags(p)
     a = p.parse_args(argv)
@@ -89,6 +97,10 @@ def main(argv=None) -> int:
     if "fp32" not in precisions:
         precisions.insert(0, "fp32")        # the reference of every ratio
     repeats = a.repeats or (1 if cuda else 3)
+    peer = None
+    if a.peer:
+        from capslib.tools.bench.peer import load_peer
+        peer = load_peer(a.peer)
     name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}; commit {git_commit()}")
     peak = {"matmul_fp32_flop_per_s": matmul_flops(device, 8192 if cuda else 2048)}
@@ -109,11 +121,19 @@ def main(argv=None) -> int:
               "load_average_at_start": os.getloadavg(),
               "steps": steps, "warmup": warmup, "repeats": repeats, "precisions": precisions,
               "options": options.__dict__, "peak": peak,
-              "flop_formula": FLOP_FORMULA, "settings": {}}
+              "flop_formula": FLOP_FORMULA, "peer": peer and {"url": "https://github.com/XifengGuo/CapsNet-Pytorch",
+                                                            "commit": git_commit(Path(peer.root))},
+              "settings": {}}
     for key in a.settings.split(","):
         s = SETTINGS[key]
         fpi = training_flops_per_image(s["K"])
-        plains = time_plain_precisions(s["K"], s["batch"], s["standardize"], steps, warmup, device, precisions, repeats)
+        others = {}
+        if peer is not None:
+            from capslib.tools.bench.peer import time_peer
+            others["peer"] = lambda: time_peer(peer, s["K"], s["batch"], steps, warmup, device)
+        plains = time_plain_precisions(s["K"], s["batch"], s["standardize"], steps, warmup, device, precisions, repeats,
+                                       others)
+        peer_result = plains.pop("peer", None)
         plain = plains["fp32"]
         fast = time_fast(s["K"], s["batch"], s["standardize"], steps, warmup, models, device, options)
         for r in (*plains.values(), fast):
@@ -141,11 +161,31 @@ def main(argv=None) -> int:
                                                             if "bf16" in plains else None),
                                    "fast_over_plain": ratio, "paper_grid_projection": proj,
                                    "primary_conv": conv, "evaluation": evaluation}
+        if peer_result is not None:
+            report["settings"][key]["peer"] = peer_result
+            report["settings"][key]["over_peer"] = {
+                p: {"best": r["images_per_s"] / peer_result["images_per_s"],
+                    "median": r["median_images_per_s"] / peer_result["median_images_per_s"]} for p, r in plains.items()}
+        if a.parts:
+            report["settings"][key]["parts"] = {"adam": time_adam(s["K"], device),
+                                                "primary_conv_bf16": time_primary_conv_parts(s["batch"], device)}
         print(f"paper {key} (K={s['K']}, batch {s['batch']}): {fpi / 1e9:.3f} GFLOP/training image")
         lines = [(f"plain, 1 model, {p}", r) for p, r in plains.items()] + [(f"fast, {models} models", fast)]
         for label, r in lines:
             print(f"  {label:16s} {r['images_per_s']:9.1f} images/s  {r['seconds']:7.2f} s  "
-                  f"{r['flop_per_s'] / 1e9:9.1f} GFLOP/s  ({100 * r['fraction_of_peak']:.1f}% of peak)")
+                  f"{r['flop_per_s'] / 1e9:9.1f} GFLOP/s  ({100 * r['fraction_of_peak']:.1f}% of peak)"
+                  + (f"  median {r['median_images_per_s']:.1f}" if "median_images_per_s" in r else ""))
+        if peer_result is not None:
+            print(f"  {'peer, fp32':16s} {peer_result['images_per_s']:9.1f} images/s  {peer_result['seconds']:7.2f} s  "
+                  f"(median {peer_result['median_images_per_s']:.1f}); ours / peer: "
+                  + ", ".join(f"{p} {v['best']:.2f}x (median {v['median']:.2f}x)"
+                              for p, v in report['settings'][key]['over_peer'].items()))
+        if a.parts:
+            adam = report["settings"][key]["parts"]["adam"]
+            print("  one Adam step: " + ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in adam.items()))
+            for layout, parts in report["settings"][key]["parts"]["primary_conv_bf16"].items():
+                print(f"  primary conv bf16, {layout}: " + ", ".join(
+                    f"{k} {1e3 * v['seconds']:.1f} ms ({v['flop_per_s'] / 1e9:.0f} GFLOP/s)" for k, v in parts.items()))
         if "bf16" in plains:
             print(f"  plain bf16 / plain fp32 = {plains['bf16']['images_per_s'] / plain['images_per_s']:.2f}x "
                   f"(best of {repeats} interleaved tries each)")

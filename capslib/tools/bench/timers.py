@@ -37,15 +37,82 @@ def time_plain(K, batch, standardize, steps, warmup, device, precision: str = "f
             "precision": precision}
 
 
-def time_plain_precisions(K, batch, standardize, steps, warmup, device, precisions, repeats: int) -> dict:
-    """The plain path in each precision, interleaved (fp32, bf16, fp32, bf16, ...) so that a
-    change of load hits both alike; per precision the best of ``repeats`` and every try."""
-    tries: dict[str, list] = {p: [] for p in precisions}
+def time_interleaved(timers: dict, repeats: int) -> dict:
+    """Each timer of ``timers`` (name -> a function returning a dict with ``images_per_s``)
+    ``repeats`` times, interleaved (a, b, a, b, ...) so that a change of load hits all alike;
+    per name the best try, with the median and every try."""
+    tries: dict[str, list] = {name: [] for name in timers}
     for _ in range(repeats):
-        for p in precisions:
-            tries[p].append(time_plain(K, batch, standardize, steps, warmup, device, p))
-    return {p: {**max(ts, key=lambda r: r["images_per_s"]), "tries_images_per_s": [r["images_per_s"] for r in ts]}
-            for p, ts in tries.items()}
+        for name, timer in timers.items():
+            tries[name].append(timer())
+    return {name: {**max(ts, key=lambda r: r["images_per_s"]),
+                   "median_images_per_s": float(np.median([r["images_per_s"] for r in ts])),
+                   "tries_images_per_s": [r["images_per_s"] for r in ts]}
+            for name, ts in tries.items()}
+
+
+def time_plain_precisions(K, batch, standardize, steps, warmup, device, precisions, repeats: int,
+                          others: dict | None = None) -> dict:
+    """The plain path in each precision, interleaved with each other and with ``others``
+    (name -> timer, e.g. a peer's training step): :func:`time_interleaved`."""
+    timers = {p: (lambda p=p: time_plain(K, batch, standardize, steps, warmup, device, p)) for p in precisions}
+    return time_interleaved({**timers, **(others or {})}, repeats)
+
+
+def time_adam(K: int, device, reps: int = 12) -> dict:
+    """One Adam step over a CapsNet's parameters (K class capsules), milliseconds, best of
+    ``reps`` after 3 untimed: the per-parameter loop, foreach, and the fused kernel the plain
+    path uses."""
+    out = {}
+    for label, kw in (("loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+        torch.manual_seed(0)
+        model = CapsNet(CapsNetConfig(n_classes=K)).to(device)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
+        ts = []
+        for i in range(reps + 3):
+            synchronize(device)
+            t0 = time.perf_counter()
+            opt.step()
+            synchronize(device)
+            if i >= 3:
+                ts.append(time.perf_counter() - t0)
+        out[f"{label}_ms"] = 1e3 * min(ts)
+    return out
+
+
+def time_primary_conv_parts(batch: int, device, reps: int = 6) -> dict:
+    """The primary convolution in bf16 (the plain path's autocast), one model: forward, the
+    backward's input gradient alone, its weight gradient alone, and both (as training asks),
+    in contiguous and channels-last layouts: seconds (best of ``reps``) and FLOP/s."""
+    conv_flop = 2 * batch * macs_per_image(2)["primary"]      # forward; each gradient is as many
+    out = {}
+    for layout in ("contiguous", "channels_last"):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        x = torch.randn(batch, 256, 20, 20, device=device, dtype=torch.bfloat16).contiguous(memory_format=fmt)
+        w = (0.01 * torch.randn(256, 256, 9, 9, device=device, dtype=torch.bfloat16)).contiguous(memory_format=fmt)
+        gy = torch.randn(batch, 256, 6, 6, device=device, dtype=torch.bfloat16).contiguous(memory_format=fmt)
+
+        def backward(mask):
+            return torch.ops.aten.convolution_backward(gy, x, w, None, [2, 2], [0, 0], [1, 1], False, [0, 0], 1, mask)
+        parts = {"forward": (lambda: torch.nn.functional.conv2d(x, w, stride=2), 1),
+                 "grad_input": (lambda: backward([True, False, False]), 1),
+                 "grad_weight": (lambda: backward([False, True, False]), 1),
+                 "backward": (lambda: backward([True, True, False]), 2)}
+        res = {}
+        for name, (fn, flop_units) in parts.items():
+            ts = []
+            for i in range(reps + 1):
+                synchronize(device)
+                t0 = time.perf_counter()
+                fn()
+                synchronize(device)
+                if i:
+                    ts.append(time.perf_counter() - t0)
+            res[name] = {"seconds": min(ts), "flop_per_s": flop_units * conv_flop / min(ts)}
+        out[layout] = res
+    return out
 
 
 def time_fast(K, batch, standardize, steps, warmup, models, device, options) -> dict:
