@@ -138,7 +138,10 @@ def main(argv=None) -> int:
         fast = time_fast(s["K"], s["batch"], s["standardize"], steps, warmup, models, device, options)
         for r in (*plains.values(), fast):
             r["flop_per_s"] = r["images_per_s"] * fpi
-            r["fraction_of_peak"] = r["flop_per_s"] / ref_peak
+            # a bf16 plain run against the bf16 peak (its convolutions' precision), the others against fp32's
+            bf16_peak = (nominal or {}).get("bf16") or peak.get("matmul_bf16_flop_per_s")
+            r["fraction_of_peak"] = r["flop_per_s"] / (bf16_peak if r.get("precision") == "bf16" and bf16_peak
+                                                       else ref_peak)
         ratio = fast["images_per_s"] / plain["images_per_s"]
         w = work[key]
         proj = {"cells": w["cells"], "train_images": w["train_images"],
