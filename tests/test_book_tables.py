@@ -107,7 +107,7 @@ def test_empty_sections_say_so(tmp_path, capsys):
 
 def test_a_case_study_in_flight_says_its_epoch_and_the_time_left(tmp_path):
     import json
-    from capslib.train.checkpoint import cache_root, store_key
+    from capslib.core.cache import cache_root, store_key
     store = report.open_store(tmp_path, "paper")
     d = cache_root() / "checkpoints" / store_key(store.dir)
     d.mkdir(parents=True)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from capslib.train.checkpoint import Checkpoint, TrainingPaused, in_flight
+from capslib.core.cache import in_flight
+from capslib.train.checkpoint import Checkpoint, TrainingPaused
 from capslib.core.config import CellSpec
 from capslib.run.progress import row_label, row_status
 from capslib.run.runner import run_cell
@@ -241,7 +242,7 @@ def test_rates_count_attempts_and_the_epochs_of_cells_in_flight(tmp_path):
     """A kind of cell has a measured rate from its first checkpointed epoch on: finished trainings
     on this device (the stall rule's attempts too) and the epochs done by cells in flight."""
     from capslib.run.progress import eta_lines, measured_rates, training_images
-    from capslib.train.checkpoint import cache_root, store_key
+    from capslib.core.cache import cache_root, store_key
     quick = prioritized(profile_grid("quick").cells(), "quick")
     caps = next(c for c in quick if c.protocol == "imbalanced" and c.method == "capsnet")
     novelty = next(c for c in quick if c.protocol == "novelty" and c.method == "capsnet")

@@ -104,7 +104,7 @@ def time_left(m: dict) -> str:
 
 def cmd_status(args) -> int:
     from capslib.run.attempts import base_id
-    from capslib.train.checkpoint import in_flight
+    from capslib.core.cache import in_flight
     from capslib.study.profiles import prioritized
     from capslib.run.store.results import ResultsStore
     from capslib.run.store.root import results_root

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from capslib.train.checkpoint import in_flight
+from capslib.core.cache import in_flight
 from capslib.core.config import MAX_ATTEMPTS, CellSpec
 from capslib.run.attempts import base_id, concerned, last_record, next_attempt, trainings
 from capslib.run.store.results import ResultsStore
@@ -32,7 +32,7 @@ def row_label(spec: CellSpec) -> str:
 
 def seconds_left(meta: dict) -> Optional[float]:
     """Training seconds an in-flight cell still needs, at the pace of its epochs so far (its
-    checkpoint's metadata, :func:`capslib.train.checkpoint.in_flight`); None when unknown."""
+    checkpoint's metadata, :func:`capslib.core.cache.in_flight`); None when unknown."""
     epoch, epochs, seconds = meta.get("epoch"), meta.get("epochs"), meta.get("train_seconds")
     return seconds / epoch * (epochs - epoch) if epoch and epochs and seconds else None
 

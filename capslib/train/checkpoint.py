@@ -7,13 +7,8 @@ epoch boundary is the position in the data order), the global torch / NumPy / Py
 states, the epochs done and the training seconds so far. On CPU a resumed cell is bitwise
 identical to one trained without interruption (tests/test_checkpoint.py).
 
-Layout, outside the repository::
-
-    $CAPSLIB_CACHE/checkpoints/<store key>/<cell_id>.pt     # torch.save of plain tensors and numbers
-    $CAPSLIB_CACHE/checkpoints/<store key>/<cell_id>.json   # epoch, epochs, precision, when (for ``status``)
-
-``$CAPSLIB_CACHE`` defaults to ``~/.cache/capslib``; the store key names the results
-folder (``<root>/<profile>``), so two stores never share an in-flight cell. Both files are
+Where the files live (``$CAPSLIB_CACHE/checkpoints/<store key>/<cell_id>.pt`` and ``.json``) and
+what a store has in flight: :mod:`capslib.core.cache`, which reads them without torch. Both files are
 written to a temporary name and renamed, so a kill leaves the previous epoch's checkpoint.
 A checkpoint that cannot be read, or that belongs to another cell, precision or format, is
 reported in one line and the cell starts over, as is one saved by other training code (a
@@ -34,7 +29,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-CACHE_ENV = "CAPSLIB_CACHE"
+from capslib.core.cache import checkpoint_dir
+
 FORMAT = 1   # bump when the saved fields change; older checkpoints then start over
 # the modules whose code decides what an epoch computes: a checkpoint made by other code is
 # not resumed (a cell must not be half one version and half another)
@@ -62,18 +58,6 @@ class TrainingPaused(RuntimeError):
         self.epoch, self.epochs = epoch, epochs
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "capslib").expanduser()
-
-
-def store_key(store_dir: str | os.PathLike) -> str:
-    """A short, stable name for a results folder ``<root>/<profile>``: its last two path
-    parts and a hash of its absolute path."""
-    p = Path(store_dir).resolve()
-    digest = hashlib.sha1(str(p).encode()).hexdigest()[:10]
-    return f"{p.parent.name}-{p.name}-{digest}"
-
-
 def _rng_states() -> dict:
     np_state = np.random.get_state()
     py_state = random.getstate()
@@ -98,7 +82,7 @@ class Checkpoint:
 
     def __init__(self, store_dir: str | os.PathLike, cell_id: str, precision: str = "fp32",
                  deadline: Optional[float] = None, out=sys.stderr):
-        self.dir = cache_root() / "checkpoints" / store_key(store_dir)
+        self.dir = checkpoint_dir(store_dir)
         self.cell_id, self.precision, self.deadline, self.out = cell_id, precision, deadline, out
         self.path = self.dir / f"{cell_id}.pt"
         self.meta_path = self.dir / f"{cell_id}.json"
@@ -169,18 +153,3 @@ class Checkpoint:
     def should_pause(self, epoch_seconds: float) -> bool:
         """True when another epoch of ``epoch_seconds`` would likely end past the deadline."""
         return self.deadline is not None and time.monotonic() + epoch_seconds > self.deadline
-
-
-def in_flight(store_dir: str | os.PathLike) -> list[dict]:
-    """The cells of a store with a checkpoint: their metadata (cell_id, epoch, epochs,
-    precision, updated_utc), oldest first."""
-    d = cache_root() / "checkpoints" / store_key(store_dir)
-    out = []
-    for p in sorted(d.glob("*.json")) if d.exists() else []:
-        if p.name.startswith(".") or not p.with_suffix(".pt").exists():
-            continue
-        try:
-            out.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            out.append({"cell_id": p.stem, "epoch": None, "epochs": None, "damaged": True})
-    return sorted(out, key=lambda m: m.get("updated_utc") or "")

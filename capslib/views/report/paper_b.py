@@ -56,7 +56,7 @@ REFERENCE = "AUROC of"    # the case studies' columns of the reference detectors
 def _in_flight(store) -> dict:
     if store is None:
         return {}
-    from capslib.train.checkpoint import in_flight
+    from capslib.core.cache import in_flight
     return {m["cell_id"]: m for m in in_flight(store.dir)}
 
 
