@@ -25,7 +25,11 @@
 # Environment: CAPSLIB_DATA (the MNIST-family data root; default ~/.cache/capslib/data),
 # PYTHON (default python3), CAPSLIB_GRID_WORKTREE (default /tmp/capslib-grid; a worktree an earlier
 # run left there is replaced, anything else there is refused and kept),
-# CAPSLIB_GRID_LOG (default /tmp/capslib-grid.log), FOREGROUND=1 to wait for the run.
+# CAPSLIB_GRID_LOG (default /tmp/capslib-grid.log), FOREGROUND=1 to wait for the run,
+# CAPSLIB_GRID_COMMIT (default: this checkout's HEAD): the commit whose code runs. A checkpoint saved
+# by other training code starts over; `status` names the commit that saved it, and a run at that
+# commit, limited to that cell (e.g. --protocol novelty --dataset mnist --classes 0 --seeds 0
+# --methods capsnet), finishes it there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
@@ -43,9 +47,15 @@ if pgrep -f "capslib run --profile paper --results-root $ROOT/results" >/dev/nul
     echo "error: a background grid run on $ROOT/results is already running (pgrep -af 'capslib run --profile paper')" >&2
     exit 1
 fi
-SHA="$(git rev-parse HEAD)"
-if [ -n "$(git status --porcelain --untracked-files=no -- capslib)" ]; then
-    echo "note: capslib/ has uncommitted changes; the run uses the committed code of ${SHA:0:12}" >&2
+if [ -n "${CAPSLIB_GRID_COMMIT:-}" ]; then
+    SHA="$(git rev-parse --quiet --verify "${CAPSLIB_GRID_COMMIT}^{commit}")" ||
+        { echo "error: CAPSLIB_GRID_COMMIT=$CAPSLIB_GRID_COMMIT is not a commit of this repository" >&2; exit 1; }
+    echo "note: the run uses the code of ${SHA:0:12} (CAPSLIB_GRID_COMMIT), not this checkout's" >&2
+else
+    SHA="$(git rev-parse HEAD)"
+    if [ -n "$(git status --porcelain --untracked-files=no -- capslib)" ]; then
+        echo "note: capslib/ has uncommitted changes; the run uses the committed code of ${SHA:0:12}" >&2
+    fi
 fi
 # A fresh worktree at this commit. What is at $WT already is replaced only when it is what an
 # earlier run of this script left there: a worktree of this repository (in `git worktree list`),

@@ -38,9 +38,9 @@ def repo(tmp_path) -> Path:
     return r
 
 
-def grid(repo: Path, wt: Path) -> subprocess.CompletedProcess:
+def grid(repo: Path, wt: Path, **env_vars: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CAPSLIB_GRID_WORKTREE": str(wt), "CAPSLIB_GRID_LOG": str(repo.parent / "grid.log"),
-           "PYTHON": "true", "FOREGROUND": "1"}
+           "PYTHON": "true", "FOREGROUND": "1", **env_vars}
     return subprocess.run(["bash", "scripts/background_grid.sh", "1"], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=60)
 
@@ -111,3 +111,22 @@ def test_the_worktree_an_earlier_run_left_is_replaced_at_this_commit(repo, tmp_p
     head = git("rev-parse", "HEAD", cwd=repo).strip()
     assert git("rev-parse", "HEAD", cwd=wt).strip() == head
     assert "exit 0" in (tmp_path / "grid.log").read_text()
+
+
+def test_a_named_commit_runs_there_and_a_name_that_is_no_commit_is_refused(repo, tmp_path):
+    """CAPSLIB_GRID_COMMIT: the run uses that commit's code (to finish a cell checkpointed by
+    older training code), and says so; a name that is no commit is refused in one line."""
+    first = git("rev-parse", "HEAD", cwd=repo).strip()
+    (repo / "new.txt").write_text("a later commit")
+    git("add", "new.txt", cwd=repo)
+    git("commit", "-q", "-m", "later", cwd=repo)
+    wt = tmp_path / "grid"
+    p = grid(repo, wt, CAPSLIB_GRID_COMMIT=first[:7])
+    assert p.returncode == 0, p.stderr
+    assert git("rev-parse", "HEAD", cwd=wt).strip() == first and not (wt / "new.txt").exists()
+    assert f"the run uses the code of {first[:12]} (CAPSLIB_GRID_COMMIT)" in p.stderr
+    assert f"background grid at {first[:12]}" in (tmp_path / "grid.log").read_text()
+    bad = grid(repo, tmp_path / "other", CAPSLIB_GRID_COMMIT="no-such-commit")
+    err = bad.stderr.strip().splitlines()
+    assert bad.returncode == 1 and err == ["error: CAPSLIB_GRID_COMMIT=no-such-commit is not a commit of this repository"]
+    assert not (tmp_path / "other").exists()

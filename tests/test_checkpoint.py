@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from capslib.core.cache import in_flight
+from capslib.core.cache import code_fingerprint, in_flight
+from capslib.core.provenance import git_commit
 from capslib.train.checkpoint import Checkpoint, TrainingPaused
 from capslib.core.config import CellSpec
 from capslib.run.progress import row_label, row_status
@@ -100,6 +101,7 @@ def test_paused_cell_resumes_bitwise_in_process(tmp_path, reference):
     assert (e.value.epoch, e.value.epochs) == (1, 2) and not store.is_done(SPEC)
     flying = in_flight(store.dir)
     assert [(m["cell_id"], m["epoch"], m["epochs"], m["precision"]) for m in flying] == [(SPEC.cell_id, 1, 2, "fp32")]
+    assert flying[0]["code"] == code_fingerprint() and flying[0]["commit"] == git_commit()   # what saved it
     doc = run_cell(SPEC, store, device="cpu", precision="fp32")
     assert doc["provenance"]["resumed_from_epoch"] == 1 and doc["provenance"]["precision"] == "fp32"
     assert doc["info"]["epoch_losses"] == [None, *curve[1:]]   # epoch 1 ran in the paused process
@@ -236,6 +238,15 @@ def test_status_says_how_long_a_cell_in_flight_has_left():
     from capslib.cli.grid import time_left
     assert time_left({"epoch": 5, "epochs": 10, "train_seconds": 600.0}) == ", about 10 min of training left"
     assert time_left({"epoch": None, "epochs": 10}) == ""
+
+
+def test_status_names_a_checkpoint_of_other_training_code_and_the_commit_that_resumes_it():
+    from capslib.cli.grid import other_code
+    assert other_code({"code": code_fingerprint()}) == "" and other_code({}) == ""
+    older = other_code({"code": "0123456789ab", "commit": "93054d6f50e1-dirty"})
+    assert older == (" [saved by other training code (0123456789ab): this code starts it over; "
+                     "CAPSLIB_GRID_COMMIT=93054d6f50e1 bash scripts/background_grid.sh MINUTES resumes it there]")
+    assert other_code({"code": "0123456789ab"}).endswith("; a run at the commit that saved it resumes it]")
 
 
 def test_rates_count_attempts_and_the_epochs_of_cells_in_flight(tmp_path):

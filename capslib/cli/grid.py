@@ -102,6 +102,18 @@ def time_left(m: dict) -> str:
     return "" if left is None else f", about {left / 60:.0f} min of training left"
 
 
+def other_code(m: dict) -> str:
+    """For a checkpoint saved by other training code: that this code starts the cell over, and
+    how to resume it at the commit that saved it."""
+    from capslib.core.cache import code_fingerprint
+    if not m.get("code") or m["code"] == code_fingerprint():
+        return ""
+    at = m.get("commit", "").removesuffix("-dirty")
+    how = (f"; CAPSLIB_GRID_COMMIT={at} bash scripts/background_grid.sh MINUTES resumes it there" if at
+           else "; a run at the commit that saved it resumes it")
+    return f" [saved by other training code ({m['code']}): this code starts it over{how}]"
+
+
 def cmd_status(args) -> int:
     from capslib.run.attempts import base_id
     from capslib.core.cache import in_flight
@@ -129,7 +141,7 @@ def cmd_status(args) -> int:
             print(f"missing   {c.cell_id}")
     for m in flying:
         print(f"in flight {m['cell_id']}: epoch {m.get('epoch')}/{m.get('epochs')} ({m.get('precision')}, "
-              f"checkpoint of {m.get('updated_utc')}{time_left(m)})")
+              f"checkpoint of {m.get('updated_utc')}{time_left(m)}){other_code(m)}")
     for cid, err in damaged.items():
         print(f"damaged   {cid}: {err}")
     print(f"{len(done)}/{len(cells)} cells finished, {len(flying)} in flight, {len(missing)} missing ({store.dir})")

@@ -12,11 +12,28 @@ needs only the JSON files, so the status line and the chapters do it without imp
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
 
 CACHE_ENV = "CAPSLIB_CACHE"
+# the modules whose code decides what an epoch computes: a checkpoint made by other code is
+# not resumed (a cell must not be half one version and half another)
+TRAINING_CODE = ("capslib.model.capsnet", "capslib.model.losses", "capslib.data.splits", "capslib.train.plain",
+                 "capslib.train.checkpoint", "capslib.train.jobs", "capslib.study.protocols")
+
+
+def code_fingerprint() -> str:
+    """A short hash of the training code's source (:data:`TRAINING_CODE`), found by module name
+    (the modules' packages are imported, the modules themselves only read)."""
+    h = hashlib.sha1()
+    for name in TRAINING_CODE:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ImportError(f"checkpoint fingerprint: no module {name}")
+        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def cache_root() -> Path:
@@ -38,7 +55,8 @@ def checkpoint_dir(store_dir: str | os.PathLike) -> Path:
 
 def in_flight(store_dir: str | os.PathLike) -> list[dict]:
     """The cells of a store with a checkpoint: their metadata (cell_id, epoch, epochs,
-    precision, updated_utc), oldest first."""
+    precision, updated_utc, code: the fingerprint of the training code that saved it, and
+    commit: the commit it ran at), oldest first."""
     d = checkpoint_dir(store_dir)
     out = []
     for p in sorted(d.glob("*.json")) if d.exists() else []:

@@ -12,41 +12,24 @@ what a store has in flight: :mod:`capslib.core.cache`, which reads them without 
 written to a temporary name and renamed, so a kill leaves the previous epoch's checkpoint.
 A checkpoint that cannot be read, or that belongs to another cell, precision or format, is
 reported in one line and the cell starts over, as is one saved by other training code (a
-hash of :data:`TRAINING_CODE`'s source); it is removed once the cell is in the store.
+hash of :data:`capslib.core.cache.TRAINING_CODE`'s source); it is removed once the cell is in the store.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import os
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from capslib.core.cache import checkpoint_dir
+from capslib.core.cache import checkpoint_dir, code_fingerprint
+from capslib.core.provenance import git_commit
 
 FORMAT = 1   # bump when the saved fields change; older checkpoints then start over
-# the modules whose code decides what an epoch computes: a checkpoint made by other code is
-# not resumed (a cell must not be half one version and half another)
-TRAINING_CODE = ("capslib.model.capsnet", "capslib.model.losses", "capslib.data.splits", "capslib.train.plain",
-                 "capslib.train.checkpoint", "capslib.train.jobs", "capslib.study.protocols")
-
-
-def code_fingerprint() -> str:
-    """A short hash of the training code's source (:data:`TRAINING_CODE`), found by module name."""
-    h = hashlib.sha1()
-    for name in TRAINING_CODE:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ImportError(f"checkpoint fingerprint: no module {name}")
-        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
-    return h.hexdigest()[:12]
 
 
 class TrainingPaused(RuntimeError):
@@ -109,7 +92,8 @@ class Checkpoint:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
         meta = {**self.identity(), "epoch": epoch, "epochs": epochs, "train_seconds": round(train_seconds, 3),
-                "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pid": os.getpid()}
+                "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pid": os.getpid(),
+                "commit": git_commit()}
         tmp = self.dir / f".{self.cell_id}.{os.getpid()}.json"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.meta_path)
