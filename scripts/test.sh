@@ -16,6 +16,13 @@ workers="${TEST_WORKERS:-3}"
 if [ "$workers" = 0 ]; then
     $PY -m pytest -ra "$@"
 else
+    # one thread per worker for every thread pool, set before any library loads (the workers' own
+    # numpy/OpenBLAS and scikit-learn's OpenMP read these once, at load; torch's is set in
+    # tests/conftest.py): idle pool threads spin-wait, and beside two other busy workers that burned
+    # CPU for no gain (a chapter's threshold fits: 5.3 s of CPU with two threads, 2.2 s with one,
+    # the same wall time)
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" \
+        MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
     $PY -m pytest -ra -n "$workers" --dist loadgroup "$@"
 fi
 rc=$?

@@ -79,7 +79,7 @@ def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = {"OUT": str(out), "WINDOW_DEVICE": "cpu", "WINDOW_PROFILE": "quick", "WINDOW_WORKERS": "2",
-           "CAPSLIB_WINDOW_FORCE_FALLBACK": "1", "WINDOW_PICK_ARGS": "--steps 1 --models 2",
+           "CAPSLIB_WINDOW_FORCE_FALLBACK": "1", "WINDOW_PICK_ARGS": "--steps 1 --models 2 --candidates bf16 --groups 2 --check-epochs 2",
            "WINDOW_PICK_TIMEOUT": "900",
            "CAPSLIB_CACHE": str(tmp_path / "cache")}
     # the window's orchestration does not depend on the method: two CNN cells train in a second where two
