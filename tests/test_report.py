@@ -144,6 +144,13 @@ def test_cost_and_provenance(df):
     assert tot.iloc[-1]["train_seconds"] == pytest.approx(12 * 1.5 + 6 * 1.5 + 6 * 0.5)
     prov = report.provenance(df)
     assert list(prov["commit"]) == ["abc123"] and prov.loc[0, "seeds"] == "0, 1, 2"
+    slow = report.slowest_cells(df, n=5)          # a chapter's cost table: the longest trainings, longest first
+    assert len(slow) == 5 and list(slow.columns) == ["cell_id", "train_seconds", "device", "finished_utc"]
+    per_cell = cells.set_index("cell_id")["train_seconds"]
+    assert list(slow["train_seconds"]) == sorted(per_cell, reverse=True)[:5]
+    assert all(per_cell[c] == t for c, t in zip(slow["cell_id"], slow["train_seconds"]))
+    assert len(report.slowest_cells(df)) == min(report.SLOWEST, 24)
+    assert report.slowest_cells(df.iloc[:0]).empty
 
 
 def test_load_or_run_without_training_lists_missing(tmp_path):

@@ -20,8 +20,8 @@ from capslib.views.report.fmt import class_span, datasets, fmt, held_out_order, 
 from capslib.views.report.paper_a import (MARGIN_PP, accuracy_caption, accuracy_long, accuracy_table,
     headline, metric_table)
 from capslib.views.report.paper_b import case_studies, case_study_table, dataset_note, novelty_long, novelty_table
-from capslib.views.report.cost import (CELL_COLUMNS, COST_COLUMNS, cells, cost_table,
-    cost_totals, plateau_table, provenance)
+from capslib.views.report.cost import (CELL_COLUMNS, COST_COLUMNS, SLOWEST, cells, cost_table,
+    cost_totals, plateau_table, provenance, slowest_cells)
 
 __all__ = [
     'ATTEMPTS', 'HEADLINE', 'ROW_LABEL', 'SHOWN_IDS', 'empty_note', 'load_attempts', 'load_or_run', 'load_rows', 'open_store',
@@ -29,5 +29,5 @@ __all__ = [
     'held_out_order', 'like_mean', 'MARGIN_PP', 'accuracy_caption', 'accuracy_long',
     'accuracy_table', 'headline', 'metric_table', 'case_studies', 'case_study_table', 'dataset_note', 'novelty_long',
     'novelty_table', 'CELL_COLUMNS', 'COST_COLUMNS', 'cells', 'cost_table',
-    'cost_totals', 'plateau_table', 'provenance',
+    'cost_totals', 'plateau_table', 'provenance', 'SLOWEST', 'slowest_cells',
 ]

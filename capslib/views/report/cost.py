@@ -30,6 +30,21 @@ def cost_table(df: pd.DataFrame) -> pd.DataFrame:
     return c[COST_COLUMNS]
 
 
+SLOWEST = 15   # cells a chapter lists by training time (every cell: the overview page, cells.csv)
+
+
+def slowest_cells(df: pd.DataFrame, n: int = SLOWEST) -> pd.DataFrame:
+    """The ``n`` cells that trained longest, longest first, with their device (a chapter's cost
+    table stays readable at the whole grid's 1,035 cells; every cell is on the profile's
+    overview page and in ``cells.csv``)."""
+    c = cells(df)
+    cols = ["cell_id", "train_seconds", "device", "finished_utc"]
+    if c.empty:
+        return pd.DataFrame(columns=cols)
+    c = c.sort_values(["train_seconds", "cell_id"], ascending=[False, True]).head(n).reset_index(drop=True)
+    return c[[k for k in cols if k in c.columns]]
+
+
 def cost_totals(df: pd.DataFrame) -> pd.DataFrame:
     """Cells and training seconds per (protocol, dataset, method, device), with a total row."""
     c = cells(df)
