@@ -173,13 +173,14 @@ def main(argv=None) -> int:
             report["settings"][key]["parts"] = {"adam": time_adam(s["K"], device),
                                                 "primary_conv_bf16": time_primary_conv_parts(s["batch"], device)}
         print(f"paper {key} (K={s['K']}, batch {s['batch']}): {fpi / 1e9:.3f} GFLOP/training image")
-        lines = [(f"plain, 1 model, {p}", r) for p, r in plains.items()] + [(f"fast, {models} models", fast)]
+        fast_label = f"fast, {models} model" + ("s" if models > 1 else "")
+        lines = [(f"plain, 1 model, {p}", r) for p, r in plains.items()] + [(fast_label, fast)]
         for label, r in lines:
-            print(f"  {label:16s} {r['images_per_s']:9.1f} images/s  {r['seconds']:7.2f} s  "
+            print(f"  {label:22s} {r['images_per_s']:9.1f} images/s  {r['seconds']:7.2f} s  "
                   f"{r['flop_per_s'] / 1e9:9.1f} GFLOP/s  ({100 * r['fraction_of_peak']:.1f}% of peak)"
                   + (f"  median {r['median_images_per_s']:.1f}" if "median_images_per_s" in r else ""))
         if peer_result is not None:
-            print(f"  {'peer, fp32':16s} {peer_result['images_per_s']:9.1f} images/s  {peer_result['seconds']:7.2f} s  "
+            print(f"  {'peer, fp32':22s} {peer_result['images_per_s']:9.1f} images/s  {peer_result['seconds']:7.2f} s  "
                   f"(median {peer_result['median_images_per_s']:.1f}); ours / peer: "
                   + ", ".join(f"{p} {v['best']:.2f}x (median {v['median']:.2f}x)"
                               for p, v in report['settings'][key]['over_peer'].items()))
