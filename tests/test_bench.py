@@ -91,3 +91,9 @@ def test_timers_run_interleaved_and_keep_the_best_the_median_and_every_try():
     assert r["a"]["images_per_s"] == 30.0 and r["a"]["try"] == 3 and r["a"]["median_images_per_s"] == 20.0
     assert r["b"]["images_per_s"] == 5.0 and r["b"]["median_images_per_s"] == 3.0
     assert r["a"]["tries_images_per_s"] == [10.0, 30.0, 20.0]
+
+
+def test_routing_is_timed_in_both_precisions():
+    from capslib.tools.bench.timers import time_routing
+    r = time_routing(K=2, batch=2, device="cpu", reps=1)
+    assert set(r) == {"fp32_ms", "bf16_ms"} and all(v > 0 for v in r.values())

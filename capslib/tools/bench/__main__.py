@@ -16,7 +16,7 @@ from capslib.train.plain import check_precision, native_bf16, train_capsnet
 from capslib.tools.bench.flops import (FLOP_FORMULA, NOMINAL_PEAKS, SETTINGS, macs_per_image, matmul_flops,
     training_flops_per_image)
 from capslib.tools.bench.timers import (_job, time_adam, time_eval, time_fast, time_plain_precisions, time_primary_conv,
-    time_primary_conv_parts)
+    time_primary_conv_parts, time_routing)
 
 
 def profile_fast(K, batch, standardize, steps, models, device, options, rows: int = 15) -> str:
@@ -83,8 +83,9 @@ def main(argv=None) -> int:
                    help="a clone of github.com/XifengGuo/CapsNet-Pytorch: its fp32 training step is timed in the "
                         "same run, interleaved with the plain path's (capslib.tools.bench.peer)")
     p.add_argument("--parts", action="store_true",
-                   help="also time the plain path's parts: one Adam step (loop, foreach, fused) and the primary "
-                        "convolution's forward and gradients in bf16 (contiguous, channels-last)")
+                   help="also time the plain path's parts: one Adam step (loop, foreach, fused), the primary "
+                        "convolution's forward and gradients in bf16 (contiguous, channels-last), and the capsule "
+                        "transform with routing in fp32 and in bf16")
     p.add_argument("--out", default="results/bench")
     FastOptions.add_flags(p)
     a = p.parse_args(argv)
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
                     "median": r["median_images_per_s"] / peer_result["median_images_per_s"]} for p, r in plains.items()}
         if a.parts:
             report["settings"][key]["parts"] = {"adam": time_adam(s["K"], device),
-                                                "primary_conv_bf16": time_primary_conv_parts(s["batch"], device)}
+                                                "primary_conv_bf16": time_primary_conv_parts(s["batch"], device),
+                                                "transform_and_routing": time_routing(s["K"], s["batch"], device)}
         print(f"paper {key} (K={s['K']}, batch {s['batch']}): {fpi / 1e9:.3f} GFLOP/training image")
         fast_label = f"fast, {models} model" + ("s" if models > 1 else "")
         lines = [(f"plain, 1 model, {p}", r) for p, r in plains.items()] + [(fast_label, fast)]
@@ -187,6 +189,8 @@ def main(argv=None) -> int:
         if a.parts:
             adam = report["settings"][key]["parts"]["adam"]
             print("  one Adam step: " + ", ".join(f"{k[:-3]} {v:.1f} ms" for k, v in adam.items()))
+            rt = report["settings"][key]["parts"]["transform_and_routing"]
+            print(f"  capsule transform + routing, fwd+bwd: fp32 {rt['fp32_ms']:.1f} ms, bf16 {rt['bf16_ms']:.1f} ms")
             for layout, parts in report["settings"][key]["parts"]["primary_conv_bf16"].items():
                 print(f"  primary conv bf16, {layout}: " + ", ".join(
                     f"{k} {1e3 * v['seconds']:.1f} ms ({v['flop_per_s'] / 1e9:.0f} GFLOP/s)" for k, v in parts.items()))

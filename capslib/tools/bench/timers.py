@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from capslib.model.capsnet import CapsNet, CapsNetConfig
+from capslib.model.capsnet import CapsNet, CapsNetConfig, dynamic_routing
 from capslib.train.stacked import FastOptions, StackedCapsNet, tf32_enabled, train_stacked
 from capslib.train.jobs import CapsNetJob
 from capslib.train.plain import TrainSettings, evaluate_capsnet, synchronize, train_capsnet
@@ -177,4 +177,27 @@ def time_eval(K: int, n: int, models: int, device, options: FastOptions) -> dict
             seconds = time.perf_counter() - t0
         out[label] = {"images": count, "seconds": seconds, "images_per_s": count / seconds}
     out["fast_over_plain"] = out["fast"]["images_per_s"] / out["plain"]["images_per_s"]
+    return out
+
+
+def time_routing(K: int, batch: int, device, reps: int = 5) -> dict:
+    """The capsule transform and the three routing iterations alone, forward and backward, as
+    the plain path runs them (fp32) and with both in bf16 (a candidate, not what the plain path
+    does): milliseconds, best of ``reps`` after one untimed."""
+    device, out = torch.device(device), {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        W = (0.01 * torch.randn(1152, K, 16, 8, device=device)).to(dtype).requires_grad_()
+        u = torch.randn(batch, 1152, 8, device=device, dtype=dtype, requires_grad=True)
+        ts = []
+        for i in range(reps + 1):
+            synchronize(device)
+            t0 = time.perf_counter()
+            u_hat = torch.einsum("nkdi,bni->bnkd", W, u)                  # (B, 1152, K, 16)
+            v, _ = dynamic_routing(u_hat)                                  # (B, K, 16)
+            v.float().norm(dim=-1).sum().backward()
+            synchronize(device)
+            if i:
+                ts.append(time.perf_counter() - t0)
+        out["fp32_ms" if dtype == torch.float32 else "bf16_ms"] = 1e3 * min(ts)
     return out
