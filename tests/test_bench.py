@@ -97,3 +97,17 @@ def test_routing_is_timed_in_both_precisions():
     from capslib.tools.bench.timers import time_routing
     r = time_routing(K=2, batch=2, device="cpu", reps=1)
     assert set(r) == {"fp32_ms", "bf16_ms"} and all(v > 0 for v in r.values())
+
+
+def test_a_timed_call_keeps_the_fastest_of_the_timed_calls_after_the_untimed_ones(monkeypatch):
+    from capslib.tools.bench import timers
+    clock, calls = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0]), []     # timed calls take 5, 2, 3 s
+    monkeypatch.setattr(timers.time, "perf_counter", lambda: next(clock))
+    best = timers._best_seconds(lambda: calls.append(1), torch.device("cpu"), reps=3, untimed=2)
+    assert best == 2.0 and len(calls) == 5
+
+
+def test_adam_is_timed_in_its_three_forms():
+    from capslib.tools.bench.timers import time_adam
+    r = time_adam(K=2, device=torch.device("cpu"), reps=1)
+    assert set(r) == {"loop_ms", "foreach_ms", "fused_ms"} and all(v > 0 for v in r.values())

@@ -242,11 +242,12 @@ def test_status_says_how_long_a_cell_in_flight_has_left():
 
 def test_status_names_a_checkpoint_of_other_training_code_and_the_commit_that_resumes_it():
     from capslib.cli.grid import other_code
-    assert other_code({"code": code_fingerprint()}) == "" and other_code({}) == ""
-    older = other_code({"code": "0123456789ab", "commit": "93054d6f50e1-dirty"})
+    here = code_fingerprint()
+    assert other_code({"code": here}, here) == "" and other_code({}, here) == ""
+    older = other_code({"code": "0123456789ab", "commit": "93054d6f50e1-dirty"}, here)
     assert older == (" [saved by other training code (0123456789ab): this code starts it over; "
                      "CAPSLIB_GRID_COMMIT=93054d6f50e1 bash scripts/background_grid.sh MINUTES resumes it there]")
-    assert other_code({"code": "0123456789ab"}).endswith("; a run at the commit that saved it resumes it]")
+    assert other_code({"code": "0123456789ab"}, here).endswith("; a run at the commit that saved it resumes it]")
 
 
 def test_rates_count_attempts_and_the_epochs_of_cells_in_flight(tmp_path):

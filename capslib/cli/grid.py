@@ -102,11 +102,10 @@ def time_left(m: dict) -> str:
     return "" if left is None else f", about {left / 60:.0f} min of training left"
 
 
-def other_code(m: dict) -> str:
-    """For a checkpoint saved by other training code: that this code starts the cell over, and
-    how to resume it at the commit that saved it."""
-    from capslib.core.cache import code_fingerprint
-    if not m.get("code") or m["code"] == code_fingerprint():
+def other_code(m: dict, code: str) -> str:
+    """For a checkpoint saved by training code other than ``code`` (this code's fingerprint): that
+    this code starts the cell over, and how to resume it at the commit that saved it."""
+    if not m.get("code") or m["code"] == code:
         return ""
     at = m.get("commit", "").removesuffix("-dirty")
     how = (f"; CAPSLIB_GRID_COMMIT={at} bash scripts/background_grid.sh MINUTES resumes it there" if at
@@ -116,7 +115,7 @@ def other_code(m: dict) -> str:
 
 def cmd_status(args) -> int:
     from capslib.run.attempts import base_id
-    from capslib.core.cache import in_flight
+    from capslib.core.cache import code_fingerprint, in_flight
     from capslib.study.profiles import prioritized
     from capslib.run.store.results import ResultsStore
     from capslib.run.store.root import results_root
@@ -139,9 +138,10 @@ def cmd_status(args) -> int:
             print(f"finished  {c.cell_id}")
         for c in missing:
             print(f"missing   {c.cell_id}")
+    code = code_fingerprint() if flying else ""
     for m in flying:
         print(f"in flight {m['cell_id']}: epoch {m.get('epoch')}/{m.get('epochs')} ({m.get('precision')}, "
-              f"checkpoint of {m.get('updated_utc')}{time_left(m)}){other_code(m)}")
+              f"checkpoint of {m.get('updated_utc')}{time_left(m)}){other_code(m, code)}")
     for cid, err in damaged.items():
         print(f"damaged   {cid}: {err}")
     print(f"{len(done)}/{len(cells)} cells finished, {len(flying)} in flight, {len(missing)} missing ({store.dir})")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from capslib.train.plain import synchronize
+
 LAM_RECON = 0.0005 * 784          # the peer's default --lam_recon
 PEER_URL = "https://github.com/XifengGuo/CapsNet-Pytorch"
 
@@ -112,13 +114,11 @@ def time_peer(peer: types.SimpleNamespace, K: int, batch: int, steps: int, warmu
     with _cuda_call_stays_on(device):
         for i in range(warmup):
             step(i)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         t0 = time.perf_counter()
         for i in range(warmup, warmup + steps):
             step(i)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         seconds = time.perf_counter() - t0
     n = steps * batch
     return {"images": n, "seconds": seconds, "images_per_s": n / seconds, "precision": "fp32"}

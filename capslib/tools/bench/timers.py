@@ -24,6 +24,21 @@ def _job(K: int, n: int, batch: int, standardize: bool, seed: int, device, preci
                       torch.Generator().manual_seed(seed))
 
 
+def _best_seconds(fn, device, reps: int, untimed: int = 1) -> float:
+    """``fn()`` run ``untimed`` times, then ``reps`` times timed, the device synchronized around
+    each call: the fastest timed call, in seconds."""
+    for _ in range(untimed):
+        fn()
+    best = float("inf")
+    for _ in range(reps):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def time_plain(K, batch, standardize, steps, warmup, device, precision: str = "fp32") -> dict:
     """Plain path, one model: images/s over ``steps`` steps after ``warmup`` steps."""
     n = steps * batch
@@ -70,15 +85,7 @@ def time_adam(K: int, device, reps: int = 12) -> dict:
         for p in model.parameters():
             p.grad = torch.randn_like(p)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
-        ts = []
-        for i in range(reps + 3):
-            synchronize(device)
-            t0 = time.perf_counter()
-            opt.step()
-            synchronize(device)
-            if i >= 3:
-                ts.append(time.perf_counter() - t0)
-        out[f"{label}_ms"] = 1e3 * min(ts)
+        out[f"{label}_ms"] = 1e3 * _best_seconds(opt.step, device, reps, untimed=3)
     return out
 
 
@@ -102,15 +109,8 @@ def time_primary_conv_parts(batch: int, device, reps: int = 6) -> dict:
                  "backward": (lambda: backward([True, True, False]), 2)}
         res = {}
         for name, (fn, flop_units) in parts.items():
-            ts = []
-            for i in range(reps + 1):
-                synchronize(device)
-                t0 = time.perf_counter()
-                fn()
-                synchronize(device)
-                if i:
-                    ts.append(time.perf_counter() - t0)
-            res[name] = {"seconds": min(ts), "flop_per_s": flop_units * conv_flop / min(ts)}
+            seconds = _best_seconds(fn, device, reps)
+            res[name] = {"seconds": seconds, "flop_per_s": flop_units * conv_flop / seconds}
         out[layout] = res
     return out
 
@@ -136,17 +136,13 @@ def time_primary_conv(models: int, batch: int, device, options: FastOptions, rep
     if options.channels_last:
         x, w = (t.detach().contiguous(memory_format=torch.channels_last).requires_grad_() for t in (x, w))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else torch.autocast(device.type, enabled=False)
-    best = float("inf")
+
+    def step():
+        with autocast:
+            y = torch.nn.functional.conv2d(x, w, stride=2, groups=models)        # (B, M*256, 6, 6)
+        y.float().sum().backward()
     with tf32_enabled(options.tf32):
-        for i in range(reps + 1):
-            synchronize(device)
-            t0 = time.perf_counter()
-            with autocast:
-                y = torch.nn.functional.conv2d(x, w, stride=2, groups=models)    # (B, M*256, 6, 6)
-            y.float().sum().backward()
-            synchronize(device)
-            if i:                                                                 # the first is warm-up
-                best = min(best, time.perf_counter() - t0)
+        best = _best_seconds(step, device, reps)
     flop = 3 * 2 * batch * models * macs_per_image(2)["primary"]
     return {"models": models, "batch": batch, "seconds": best, "flop_per_s": flop / best,
             "dtype": "bf16" if options.bf16 else ("tf32" if options.tf32 else "fp32")}
@@ -189,15 +185,10 @@ def time_routing(K: int, batch: int, device, reps: int = 5) -> dict:
         torch.manual_seed(0)
         W = (0.01 * torch.randn(1152, K, 16, 8, device=device)).to(dtype).requires_grad_()
         u = torch.randn(batch, 1152, 8, device=device, dtype=dtype, requires_grad=True)
-        ts = []
-        for i in range(reps + 1):
-            synchronize(device)
-            t0 = time.perf_counter()
+
+        def step(W=W, u=u):
             u_hat = torch.einsum("nkdi,bni->bnkd", W, u)                  # (B, 1152, K, 16)
             v, _ = dynamic_routing(u_hat)                                  # (B, K, 16)
             v.float().norm(dim=-1).sum().backward()
-            synchronize(device)
-            if i:
-                ts.append(time.perf_counter() - t0)
-        out["fp32_ms" if dtype == torch.float32 else "bf16_ms"] = 1e3 * min(ts)
+        out["fp32_ms" if dtype == torch.float32 else "bf16_ms"] = 1e3 * _best_seconds(step, device, reps)
     return out
