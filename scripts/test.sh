@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The whole pytest suite, right after scripts/build.sh (it installs nothing), on TEST_WORKERS
 # processes (pytest-xdist; 0 runs it in this process). The default, 3 on the two cores it was
-# sized for, keeps both cores busy while a worker waits on a browser, a subprocess or a sleep
-# (371 -> 355 s against 2 workers, beside the background grid). Each worker runs torch on one
-# thread (tests/conftest.py). Tests go to whichever worker is free, the slow ones first (--dist loadgroup);
+# sized for, keeps both cores busy while a worker waits on a browser, a subprocess or a sleep.
+# Each worker runs torch on one thread (tests/conftest.py). Tests go to whichever worker is free, the slow ones first (--dist loadgroup);
 # the tests of a module that share a module-scoped fixture (the synthetic 1,035-cell book, the
 # served site) stay together on one worker, so it is built once (tests/conftest.py).
 # The browser tests read the book that build.sh built (_build/html); they skip when there is
@@ -18,9 +17,8 @@ if [ "$workers" = 0 ]; then
 else
     # one thread per worker for every thread pool, set before any library loads (the workers' own
     # numpy/OpenBLAS and scikit-learn's OpenMP read these once, at load; torch's is set in
-    # tests/conftest.py): idle pool threads spin-wait, and beside two other busy workers that burned
-    # CPU for no gain (a chapter's threshold fits: 5.3 s of CPU with two threads, 2.2 s with one,
-    # the same wall time)
+    # tests/conftest.py): idle pool threads spin-wait, and beside two other busy workers that burns
+    # CPU for no gain
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" \
         MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
     $PY -m pytest -ra -n "$workers" --dist loadgroup "$@"
