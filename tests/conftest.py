@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pytest
 import torch
 
@@ -78,17 +77,11 @@ def _checkpoint_cache(_session_checkpoint_cache, tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def tiny_splits(monkeypatch):
-    """Every split cut to 30 training and 60 test digits (the driver plans them; the units carry them)."""
+    """Every split cut to 30 training and 60 test digits (the driver plans them; the units carry
+    them): tests/tiny.py."""
     import capslib.run.runner as runner
-    from capslib.data.splits import Split
-    full = runner.split_for
-
-    def short_split(r, data):
-        sp = full(r, data)
-        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:24], np.flatnonzero(sp.train_labels == 1)[:6]])
-        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
-        return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
-    monkeypatch.setattr(runner, "split_for", short_split)
+    from tiny import shortened
+    monkeypatch.setattr(runner, "split_for", shortened(runner.split_for))
 
 
 def chromium_path() -> Optional[str]:

@@ -21,25 +21,39 @@ from capslib.run.progress import row_label, row_status
 from capslib.run.runner import run_cell
 from capslib.study.profiles import PRIORITY, prioritized, profile_grid, stage_of
 from capslib.run.store.results import ResultsStore
+from tiny import shortened
 
 SPEC = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=2)
 ROOT = Path(__file__).resolve().parents[1]
 
+# the cell in a process of its own, on the short splits (tests/tiny.py; the tests' reference too);
+# with "stop", the process stops itself (SIGSTOP) as soon as its first checkpoint is saved, so that
+# the test's SIGKILL lands after epoch 1 and before epoch 2, however busy the machine
 DRIVER = """
-import sys, torch
+import os, signal, sys, torch
+import tiny
 from capslib.core.config import CellSpec
 from capslib.run.runner import run_cell
 from capslib.run.store.results import ResultsStore
+from capslib.train.checkpoint import Checkpoint
 torch.set_num_threads(int(sys.argv[2]))    # the test process's threads: the same arithmetic as its reference
+tiny.cut_splits()
+if sys.argv[3] == "stop":
+    save = Checkpoint.save
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    Checkpoint.save = save_then_stop
 spec = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=2)
 doc = run_cell(spec, ResultsStore(sys.argv[1], "t"), device="cpu", precision="fp32")
 print("resumed_from_epoch", doc["provenance"].get("resumed_from_epoch", 0))
 """
 
 
-def _driver(root, cache):
-    env = {**os.environ, "CAPSLIB_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(root), str(torch.get_num_threads())], env=env, cwd=ROOT,
+def _driver(root, cache, stop: bool = False):
+    env = {**os.environ, "CAPSLIB_CACHE": str(cache), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(root), str(torch.get_num_threads()),
+                             "stop" if stop else "go"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -55,11 +69,27 @@ def _same_arrays(a: ResultsStore, b: ResultsStore, spec) -> None:
     assert strip(ra) == strip(rb)
 
 
+def _wait_until_stopped(p: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait until the driver has stopped itself (SIGSTOP); fail if it ends or hangs instead."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        pid, status = os.waitpid(p.pid, os.WNOHANG | os.WUNTRACED)
+        if pid:
+            assert os.WIFSTOPPED(status), f"the run ended before its first checkpoint ({status}): " + p.stdout.read()
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint after {timeout} s")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[ResultsStore, list]:
-    """SPEC trained once without interruption, in this process: (its store, its epoch losses)."""
+    """SPEC trained once without interruption, in this process, on the short splits: (its store,
+    its epoch losses)."""
+    import capslib.run.runner as runner
     ref = ResultsStore(tmp_path_factory.mktemp("ref"), "t")
-    curve = run_cell(SPEC, ref, device="cpu", precision="fp32")["info"]["epoch_losses"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "split_for", shortened(runner.split_for))
+        curve = run_cell(SPEC, ref, device="cpu", precision="fp32")["info"]["epoch_losses"]
     return ref, curve
 
 
@@ -68,12 +98,8 @@ def test_cell_killed_after_first_epoch_resumes_bitwise(tmp_path, reference):
     """A subprocess killed (SIGKILL) once its first epoch's checkpoint exists; a second run
     resumes from it; the stored cell equals an uninterrupted run's, bit for bit."""
     cache = tmp_path / "cache"
-    p = _driver(tmp_path / "run", cache)
-    t0 = time.monotonic()
-    while not list(cache.glob("checkpoints/*/*.json")):
-        assert p.poll() is None, "the run ended before its first checkpoint: " + p.stdout.read()
-        assert time.monotonic() - t0 < 600
-        time.sleep(0.05)
+    p = _driver(tmp_path / "run", cache, stop=True)
+    _wait_until_stopped(p)                                          # right after its first checkpoint
     p.send_signal(signal.SIGKILL)
     p.wait(60)
     store = ResultsStore(tmp_path / "run", "t")
@@ -90,7 +116,7 @@ def test_cell_killed_after_first_epoch_resumes_bitwise(tmp_path, reference):
 
 
 @pytest.mark.slow
-def test_paused_cell_resumes_bitwise_in_process(tmp_path, reference):
+def test_paused_cell_resumes_bitwise_in_process(tmp_path, reference, tiny_splits):
     """A deadline already past pauses the cell after epoch 1 (TrainingPaused, nothing
     stored); the next run resumes and stores exactly the uninterrupted cell."""
     ref, curve = reference
