@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,8 @@ from capslib.train.plain import NonFiniteLoss, TrainSettings, train_capsnet
 from capslib.model.capsnet import CapsNet, CapsNetConfig
 
 from test_data import make_fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(capsys, *argv):
@@ -155,36 +158,66 @@ def test_epoch_losses_average_each_epochs_steps_and_pass_every_report_on():
 
 
 # (one training per cell: the stall rule's retrainings are tests/test_attempts.py's subject)
-KILL_ARGS = ["-m", "capslib", "run", "--profile", "quick", "--protocol", "imbalanced", "--classes", "0,1",
+KILL_ARGS = ["run", "--profile", "quick", "--protocol", "imbalanced", "--classes", "0,1",
              "--fractions", "0.1", "--epochs", "1", "--methods", "capsnet", "--max-attempts", "1", "--no-progress"]
+# `capslib run` in a process of its own, on the short splits (tests/tiny.py: the store's atomicity
+# does not depend on the data's size); with "stop", the process stops itself (SIGSTOP) in the middle
+# of storing its third cell: the cell's files written in staging, not yet moved into the store
+KILL_DRIVER = """
+import os, signal, sys
+import tiny
+import capslib.run.store.results as results
+from capslib.cli.main import main
+tiny.cut_splits()
+if sys.argv[1] == "stop":
+    write, cells = results._fsync_write, []
+    def write_then_stop(path, *args, **kwargs):
+        write(path, *args, **kwargs)
+        if path.name == "cell.json" and path.parent.parent.name == ".staging":
+            cells.append(path)
+            if len(cells) == 3:
+                os.kill(os.getpid(), signal.SIGSTOP)
+    results._fsync_write = write_then_stop
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _kill_driver(stop: bool, root, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    return subprocess.Popen([sys.executable, "-c", KILL_DRIVER, "stop" if stop else "go", *KILL_ARGS,
+                             "--results-root", str(root)], env=env, cwd=ROOT, text=True, **kw)
 
 
 @pytest.mark.slow
 def test_killed_run_resumes(tmp_path):
     root = tmp_path / "res"
     store = ResultsStore(root, "quick")
-    proc = subprocess.Popen([sys.executable, *KILL_ARGS, "--results-root", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while len(store.finished_ids()) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.7)                        # land somewhere inside the next cell
+    proc = _kill_driver(True, root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while True:                            # until it stops itself in the middle of storing its third cell
+        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+        if pid:
+            assert os.WIFSTOPPED(status), f"the run ended before its third cell ({status}): {proc.stderr.read()}"
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert len(list(store.staging_dir.iterdir())) == 1      # the third cell, written in staging only
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = store.finished_ids()
-    assert 2 <= len(done) < 4
+    assert len(done) == 2
     for cid in done:                       # every visible folder is complete
         doc = store.load_cell(cid)
         assert doc["rows"] and store.load_arrays(cid)["test_labels"].size
-    if (store.dir / "cells.csv").exists():  # no partial row: every row is whole and names a finished cell
-        rows = list(csv.DictReader(open(store.dir / "cells.csv")))
-        assert all(r["cell_id"] in done and None not in r.values() for r in rows)
-    p = subprocess.run([sys.executable, *KILL_ARGS, "--results-root", str(root)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert f"{4 - len(done)} cells ran, {len(done)} already finished" in p.stdout
+    rows = list(csv.DictReader(open(store.dir / "cells.csv")))  # no partial row: each whole, of a finished cell
+    assert {r["cell_id"] for r in rows} == set(done) and all(None not in r.values() for r in rows)
+    p = _kill_driver(False, root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert "2 cells ran, 2 already finished" in out
     assert len(store.finished_ids()) == 4 and not any(store.staging_dir.iterdir())
     rows = list(csv.DictReader(open(store.dir / "cells.csv")))
     assert len(rows) == 4 * 6 and list(rows[0]) == CSV_COLUMNS
-    st = subprocess.run([sys.executable, "-m", "capslib", "status", *KILL_ARGS[3:-1], "--results-root", str(root)],
+    st = subprocess.run([sys.executable, "-m", "capslib", "status", *KILL_ARGS[1:-1], "--results-root", str(root)],
                         capture_output=True, text=True)
     assert "4/4 cells finished, 0 in flight, 0 missing" in st.stdout
