@@ -402,3 +402,25 @@ def test_show_displays_every_text_in_full(monkeypatch):
     report.show(pd.DataFrame({"paper says": [text]}), pd.DataFrame())
     assert text in shown[0]
     assert pd.get_option("display.max_colwidth") == 50          # only while showing
+
+
+def test_load_or_run_trains_only_what_is_missing_or_damaged(tmp_path, monkeypatch):
+    """Every cell asked for finished: the store is read, and the training code (torch with it) is
+    not even imported; a damaged cell among them sends them to the run, which trains it again."""
+    import shutil
+    import capslib.run.runner as runner
+    from pathlib import Path
+    cells = ["imbalanced-digits-capsnet-standard-n1-f0.1-s0-e5-b32", "imbalanced-digits-capsnet-proposed-n1-f0.1-s0-e5-b32"]
+    for cid in cells:
+        shutil.copytree(Path(__file__).resolve().parents[1] / "results" / "quick" / "cells" / cid,
+                        tmp_path / "quick" / "cells" / cid)
+    calls = []
+    monkeypatch.setattr(runner, "run_grid", lambda cells, *a, **k: calls.append([c.cell_id for c in cells]) or
+                        {"ran": [], "skipped": [], "failed": {}})
+    ask = dict(protocol="imbalanced", classes=[1], fractions=[0.1], methods=["capsnet"], seeds=[0])
+    df = report.load_or_run("quick", tmp_path, **ask)
+    assert calls == [] and sorted(df["cell_id"].unique()) == sorted(cells)
+    assert report.run_summary(df) == "2 cells asked for; 0 trained now; 2 read from the store."
+    (tmp_path / "quick" / "cells" / cells[0] / "arrays.npz").write_bytes(b"damaged")
+    report.load_or_run("quick", tmp_path, **ask)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(cells)

@@ -96,13 +96,18 @@ def load_or_run(profile: str = "quick", results_root=None, protocol: Optional[st
                         extra_held_outs).cells()
     train = as_bool("train", train)
     store = open_store(results_root, profile)
-    if train:
-        from capslib.run.runner import run_grid     # (torch and the training code: only to train)
+    ids = {c.cell_id for c in cells}
+    # torch and the training code are imported only when there is something to train: a missing
+    # cell, or a damaged one (the run moves it aside and trains it again)
+    if train and (not all(store.is_done(c) for c in cells) or ids & set(store.damaged())):
+        from capslib.run.runner import run_grid
         rep = run_grid(cells, store, data_root, device, show_progress=show_progress)
+    elif train:
+        rep = {"ran": [], "skipped": [c.cell_id for c in cells], "failed": {}, "deferred": [], "paused": {},
+               "elsewhere": [], "overrun": []}
     else:
         rep = {"ran": [], "skipped": [c.cell_id for c in cells if store.is_done(c)],
                "missing": [c.cell_id for c in cells if not store.is_done(c)], "failed": {}}
-    ids = {c.cell_id for c in cells}
     df = one_record_per_cell(to_frame([r for r in store.rows() if base_id(r["cell_id"]) in ids]))
     df.attrs.update(run=SharedRun(rep), cells=Shared(sorted(ids)), profile=profile, results_root=str(store.root), protocol=protocol)
     return df
