@@ -140,7 +140,9 @@ def test_a_device_that_is_not_here(tmp_path, capsys, command, device, says):
 
 @pytest.fixture
 def folder(tmp_path):
-    return write_example_folder(tmp_path / "images", "digits", "imbalanced", 0, 0.1)
+    """A few small images in paper A's layout: any fitted model, or any refused fit, will do here."""
+    from test_folder import paper_a
+    return paper_a(tmp_path / "images")
 
 
 def test_fit_onto_a_file_stops_before_training(tmp_path, capsys, folder):
@@ -153,15 +155,13 @@ def test_fit_onto_a_file_stops_before_training(tmp_path, capsys, folder):
     assert snapshot(tmp_path) == before
 
 
-def test_score_into_a_missing_folder_stops_before_scoring(tmp_path, capsys):
-    from test_folder import paper_a           # a few small images: any fitted model will do here
-    images = paper_a(tmp_path / "images")
-    assert main(["fit", str(images), "--out", str(tmp_path / "model"), "--epochs", "1", "--device", "cpu",
+def test_score_into_a_missing_folder_stops_before_scoring(tmp_path, capsys, folder):
+    assert main(["fit", str(folder), "--out", str(tmp_path / "model"), "--epochs", "1", "--device", "cpu",
                  "--no-progress"]) == 0
     capsys.readouterr()
     before = snapshot(tmp_path)
     csv = tmp_path / "nowhere" / "scores.csv"
-    code, err = one_line(capsys, "score", str(tmp_path / "model"), str(images / "normal"), "--csv", str(csv),
+    code, err = one_line(capsys, "score", str(tmp_path / "model"), str(folder / "normal"), "--csv", str(csv),
                          case="score --csv into a missing folder", tmp=tmp_path)
     assert code == 2 and "no folder" in err and str(csv.parent) in err
     assert snapshot(tmp_path) == before
