@@ -163,9 +163,9 @@ def test_oracle_beats_every_rule_and_every_threshold(pairs):
                                                         st.floats(-1e3, 1e3, allow_nan=False))),
                 min_size=2, max_size=80))
 def test_auroc_and_auprc_are_scikit_learns_with_ties(pairs):
-    """The rank formula of AUROC and the step sum of average precision give scikit-learn's
-    numbers on any scores, ties included (small integers make many)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    """The rank formula of AUROC, the step sum of average precision and the ROC curve's points
+    give scikit-learn's numbers on any scores, ties included (small integers make many)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
     y = np.array([p[0] for p in pairs])
     x = np.array([p[1] for p in pairs], dtype=np.float32)
     if y.min() == y.max():        # one class: scikit-learn's answer (nan, with its warning) either way
@@ -174,6 +174,10 @@ def test_auroc_and_auprc_are_scikit_learns_with_ties(pairs):
         return
     assert S.auroc(x, y) == pytest.approx(roc_auc_score(y, x.astype(np.float64)), abs=1e-12)
     assert S.auprc(x, y) == pytest.approx(average_precision_score(y, x.astype(np.float64)), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, x.astype(np.float64), drop_intermediate=False)
+    ours = S.roc_points(x, y)
+    assert ours[0].shape == fpr.shape and np.allclose(ours[0], fpr, rtol=0, atol=1e-12)
+    assert np.allclose(ours[1], tpr, rtol=0, atol=1e-12)
 
 
 def test_auroc_on_a_hand_built_ranking():
@@ -182,5 +186,8 @@ def test_auroc_on_a_hand_built_ranking():
     assert S.auroc(x, y) == pytest.approx(4.5 / 6)
     # thresholds 0.9 (P 1, R ½), 0.5 (P ½, R ½), 0.4 (P 2/4, R 1), 0.1: AP = ½·1 + 0·½ + ½·½ = 0.75
     assert S.auprc(x, y) == pytest.approx(0.75)
+    # from the top: 0.9 (TP 1), 0.5 (FP 1), 0.4 (TP 2, FP 2), 0.1 (FP 3), after (0, 0)
+    fpr, tpr = S.roc_points(x, y)
+    assert fpr.tolist() == [0, 0, 1 / 3, 2 / 3, 1] and tpr.tolist() == [0, 0.5, 0.5, 1, 1]
     with pytest.raises(ValueError):
         S.auroc(np.array([np.nan, 1.0]), np.array([0, 1]))

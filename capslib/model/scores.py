@@ -197,13 +197,32 @@ def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
     if r is None:
         from sklearn.metrics import average_precision_score
         return float(average_precision_score(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)))
-    x, y = r
+    tp, seen = _counts_above(*r)
+    precision, recall = tp / seen, tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _counts_above(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At each distinct score, highest first: the anomalies and the images scored at or above it."""
     order = np.argsort(-x, kind="mergesort")
     x, y = x[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(x)), len(x) - 1]      # the last image of each distinct score
-    tp = np.cumsum(y)[last]
-    precision, recall = tp / (last + 1), tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return np.cumsum(y)[last], last + 1
+
+
+def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve, anomalies (label 1) positive: (false-positive rates, true-positive rates)
+    from (0, 0) through every distinct threshold, scikit-learn's ``roc_curve`` with
+    ``drop_intermediate=False`` (equal to rounding) without its per-call input checks."""
+    r = _ranked(scores, labels)
+    if r is None:
+        from sklearn.metrics import roc_curve
+        fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64),
+                                drop_intermediate=False)
+        return fpr, tpr
+    tp, seen = _counts_above(*r)
+    fp = seen - tp
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
 
 
 def score_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict:

@@ -24,6 +24,7 @@ from capslib.run.store.results import ResultsStore
 SCORE = "anomaly_score"
 MAIN_RULE = "plain logistic"     # the rule behind the main accuracy table (book/methods.md)
 ORACLE = "oracle (best on test)"
+NEEDED = (f"score_{SCORE}", "test_labels", "train_anomaly_score", "train_labels")   # the arrays a cell's rules read
 
 
 def cell_thresholds(arrays: dict) -> dict | None:
@@ -53,7 +54,7 @@ def rule_long(store: ResultsStore, df: pd.DataFrame) -> pd.DataFrame:
     without stored training scores."""
     rows, lacking = [], []
     for r in _proposed_cells(df).itertuples():
-        got = cell_thresholds(store.load_arrays(r.cell_id))
+        got = cell_thresholds(store.load_arrays(r.cell_id, only=lambda k: k in NEEDED))
         if got is None:
             lacking.append(r.cell_id)
             continue

@@ -13,7 +13,7 @@ import uuid
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -36,8 +36,7 @@ class ResultsStore:
     """One profile's cells under ``root/profile``; ``durable=False``: no fsync, for throwaway stores."""
     def __init__(self, root: str | os.PathLike, profile: str, durable: bool = True):
         self.root = Path(root)
-        self.profile = profile
-        self.durable = durable
+        self.profile, self.durable = profile, durable
         self.dir = self.root / profile
         self.cells_dir = self.dir / "cells"
         self.staging_dir = self.dir / ".staging"   # cells being written; same filesystem, so rename is atomic
@@ -111,14 +110,15 @@ class ResultsStore:
             raise self._damaged(path, f"cell_id {doc['cell_id']!r} differs from its folder's name")
         return doc
 
-    def load_arrays(self, spec_or_id) -> dict[str, np.ndarray]:
+    def load_arrays(self, spec_or_id, only: Optional[Callable[[str], bool]] = None) -> dict[str, np.ndarray]:
+        """A cell's arrays by name; with ``only``, those whose name it accepts (the others are not read)."""
         path = self.cell_dir(spec_or_id) / "arrays.npz"
         try:
             with np.load(path) as z:
-                return {k: z[k] for k in z.files}
+                return {k: z[k] for k in z.files if only is None or only(k)}
         except FileNotFoundError:
             if _reappears(path):
-                return self.load_arrays(spec_or_id)
+                return self.load_arrays(spec_or_id, only)
             if not path.parent.exists():
                 raise
             raise self._damaged(path, "missing")

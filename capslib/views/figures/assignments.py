@@ -30,7 +30,7 @@ def assignment_table(store: ResultsStore, df: pd.DataFrame, dataset: str) -> pd.
     cells = df[(df["protocol"] == "novelty") & (df["method"] == "capsnet") & (df["dataset"] == dataset)]
     rows: dict[str, list[np.ndarray]] = {}
     for cell_id in sorted(set(cells["cell_id"])):
-        a = store.load_arrays(cell_id)
+        a = store.load_arrays(cell_id, only=lambda k: k in ("test_lengths", "test_labels"))
         if "test_lengths" not in a:
             continue
         held = parse_novelty_cell_id(cell_id)["held_out"]

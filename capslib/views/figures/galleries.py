@@ -31,7 +31,7 @@ def strip_png(store: ResultsStore, cell_id: str, folder: str | Path = "galleries
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cell_id}.png"
     buf = io.BytesIO()
-    strip = gallery_strip(store.load_arrays(cell_id)).astype(np.float64)
+    strip = gallery_strip(store.load_arrays(cell_id, only=lambda k: k.startswith("gallery_"))).astype(np.float64)
     step = 255 / (GREY_LEVELS - 1)
     Image.fromarray(np.round(np.round(strip / step) * step).astype(np.uint8), mode="L").save(buf, format="PNG",
                                                                                             optimize=True)

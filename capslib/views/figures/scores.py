@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from plotly.subplots import make_subplots
 
+from capslib.model.scores import roc_points
 from capslib.run.store.results import ResultsStore
 
 from capslib.views.figures.chooser import FPR_GRID, Chooser, encode, roc_at_grid
@@ -34,8 +35,6 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
     """ROC curves of several scores on one cell's test set (paper A Fig. 2; paper B Figs. 2,
     4), one panel per variant (or baseline method); menus pick the seed and the cell. The
     curves are kept at :data:`FPR_GRID`'s false-positive rates (see ``chooser.py``)."""
-    from sklearn.metrics import roc_curve
-
     seeds = _all_seeds(df, protocol, dataset, seed)
     cells = _frame(df, protocol, dataset, seeds)
     wanted = ROC_SCORES.get(protocol) if scores is None else scores
@@ -46,12 +45,12 @@ def roc_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, protocol: st
     items, names, table = [], [], _cell_table(cells, panels)
     aurocs = _by_cell_and_score(df, "auroc")
     for c, (_, cell) in enumerate(cells.iterrows()):
-        arrays = store.load_arrays(cell["cell_id"])
+        arrays = store.load_arrays(cell["cell_id"], only=lambda k: k == "test_labels" or k.startswith("score_"))
         for s in _scores_of(arrays, cell["method"], wanted):
             name = label(f"{cell['method']}:{s}")
             if name not in names:
                 names.append(name)
-            fpr, tpr, _ = roc_curve(arrays["test_labels"], arrays[f"score_{s}"], drop_intermediate=False)
+            fpr, tpr = roc_points(arrays[f"score_{s}"], arrays["test_labels"])
             auc = aurocs.get((cell["cell_id"], s))
             items.append(dict(c=c, n=names.index(name),
                               a=round(float(auc), 4) if auc is not None and np.isfinite(auc) else None,
@@ -115,7 +114,8 @@ def distribution_figure(store: ResultsStore, df: pd.DataFrame, dataset: str, pro
     items, options, table = [], {}, _cell_table(cells, panels)
     thresholds = _by_cell_and_score(df, "threshold")
     for c, (_, cell) in enumerate(cells.iterrows()):
-        a, cid = store.load_arrays(cell["cell_id"]), cell["cell_id"]
+        cid = cell["cell_id"]
+        a = store.load_arrays(cid, only=lambda k: k == "test_labels" or k.startswith("score_"))
         labels = a["test_labels"].astype(bool)
         for s in _scores_of(a, cell["method"]):
             key = f"{cell['method']}:{s}"

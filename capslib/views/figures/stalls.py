@@ -18,7 +18,7 @@ ROWS = ["standard 10%", "proposed 10%", "standard 1%", "proposed 1%"]
 def anomaly_capsule_length(store: ResultsStore, cell_id: str) -> float:
     """Median length of the anomaly capsule z_a over a cell's normal test images (near 1 when the
     training stalled with that capsule saturated "on")."""
-    a = store.load_arrays(cell_id)
+    a = store.load_arrays(cell_id, only=lambda k: k in ("test_lengths", "test_labels"))
     return float(np.median(a["test_lengths"][a["test_labels"] == 0, 1])) if "test_lengths" in a else np.nan
 
 
