@@ -77,7 +77,7 @@ def _checkpoint_cache(_session_checkpoint_cache, tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def tiny_splits(monkeypatch):
-    """Every split cut to 30 training and 60 test digits (the driver plans them; the units carry
+    """Every split cut to 16 training and 32 test digits (the driver plans them; the units carry
     them): tests/tiny.py."""
     import capslib.run.runner as runner
     from tiny import shortened

@@ -45,7 +45,7 @@ def test_novelty_cell_on_digits(tmp_path):
 
 def test_same_seed_same_scores(tmp_path, tiny_splits):
     """Bitwise the same scores and reconstructions from the same seed, others from another (on
-    the 30-image training and 60-image test splits: the property does not depend on their size)."""
+    the 16-image training and 32-image test splits: the property does not depend on their size)."""
     spec = CellSpec("imbalanced", "digits", "capsnet", "standard", normal_class=1, anomaly_fraction=0.1, epochs=1)
     a, b = ResultsStore(tmp_path / "a", "t"), ResultsStore(tmp_path / "b", "t")
     run_cell(spec, a, device="cpu")

@@ -196,10 +196,25 @@ def test_run_grid_fast_writes_same_cells_as_plain(tmp_path, tiny_splits):
     assert rerun["ran"] == [] and len(rerun["skipped"]) == 2
 
 
+def _two_short_trainings(options: FastOptions = FastOptions()) -> list[dict]:
+    """Two CapsNets stacked, one epoch of 64 random images in batches of 16, with ``options``."""
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    jobs = [CapsNetJob(CapsNet(CapsNetConfig(n_classes=2)).requires_grad_(), np.arange(64), torch.arange(64) % 2,
+                       TrainSettings(1, 16, standardize=True), torch.Generator().manual_seed(m)) for m in range(2)]
+    return train_stacked(jobs, x, torch.device("cpu"), options)
+
+
+@pytest.fixture(scope="module")
+def plain_fp32_trainings():
+    """:func:`_two_short_trainings` in plain fp32, once for the tests of the GPU switches."""
+    torch.manual_seed(0)
+    return _two_short_trainings()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("options,rel", [(FastOptions(bf16=True, channels_last=True), 2e-2),
                                          (FastOptions(compile=True, compile_backend="aot_eager"), 1e-5)])
-def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel, monkeypatch):
+def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel, monkeypatch, plain_fp32_trainings):
     """The GPU switches (bf16 autocast, channels-last, torch.compile) run through the same
     code on a CPU: the final losses of two short trainings stay those of plain fp32 (bf16
     to its ~3 significant digits). torch.compile traces and differentiates the step as on a
@@ -208,17 +223,9 @@ def test_gpu_options_run_on_cpu_and_keep_the_losses(options, rel, monkeypatch):
     cache) and the GPU's is what the window's pick times and checks on the device."""
     backends, compile_ = [], torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: backends.append(kw["backend"]) or compile_(fn, **kw))
-    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-
-    def jobs():
-        return [CapsNetJob(CapsNet(CapsNetConfig(n_classes=2)).requires_grad_(), np.arange(64),
-                           torch.arange(64) % 2, TrainSettings(1, 16, standardize=True),
-                           torch.Generator().manual_seed(m)) for m in range(2)]
     torch.manual_seed(0)
-    ref = train_stacked(jobs(), x, torch.device("cpu"))
-    torch.manual_seed(0)
-    got = train_stacked(jobs(), x, torch.device("cpu"), options)
-    for a, b in zip(got, ref):
+    got = _two_short_trainings(options)
+    for a, b in zip(got, plain_fp32_trainings):
         assert np.isfinite(a["final_loss"]) and a["final_loss"] == pytest.approx(b["final_loss"], rel=rel)
     assert backends == (["aot_eager"] if options.compile else [])
 

@@ -1,19 +1,19 @@
 """Shorter digits splits, for tests whose property does not depend on the data's size (bitwise
-resumption, a store's atomicity, a tool's orchestration): every split cut to 30 training and 60
+resumption, a store's atomicity, a tool's orchestration): every split cut to 16 training and 32
 test digits. The ``tiny_splits`` fixture (tests/conftest.py) applies it in a test's process; a
 test's driver script applies it in a process of its own with :func:`cut_splits`."""
 import numpy as np
 
 
 def shortened(split_for):
-    """``split_for`` (capslib.run.runner's), each split it returns cut to its first 24 normal and
-    6 anomalous training digits and 30 of each in the test set."""
+    """``split_for`` (capslib.run.runner's), each split it returns cut to its first 12 normal and
+    4 anomalous training digits and 16 of each in the test set."""
     from capslib.data.splits import Split
 
     def short_split(r, data):
         sp = split_for(r, data)
-        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:24], np.flatnonzero(sp.train_labels == 1)[:6]])
-        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:30], np.flatnonzero(sp.test_labels == 1)[:30]])
+        tr = np.concatenate([np.flatnonzero(sp.train_labels == 0)[:12], np.flatnonzero(sp.train_labels == 1)[:4]])
+        te = np.concatenate([np.flatnonzero(sp.test_labels == 0)[:16], np.flatnonzero(sp.test_labels == 1)[:16]])
         return Split(sp.train_idx[tr], sp.train_labels[tr], sp.test_idx[te], sp.test_labels[te])
     return short_split
 
