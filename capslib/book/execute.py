@@ -159,8 +159,8 @@ def _portable(path: Path, root: Path, cwd: Path) -> str:
 
 def run_notebook(src: Path, dst: Path, params: dict, cwd: Path, name: str = "") -> None:
     """papermill ``src`` into ``dst`` with a per-cell timeout. A kernel that stops answering
-    (seen once here: client and kernel both idle mid-notebook, cf. nbclient issue 312) gets one
-    more try with a fresh kernel; an error raised by a cell is never retried."""
+    (seen twice here with ipykernel 7.4: client and kernel both idle mid-notebook, cf. nbclient
+    issue 312) gets one more try with a fresh kernel; an error raised by a cell is never retried."""
     import papermill as pm
 
     for attempt in (1, 2):
