@@ -21,7 +21,7 @@ from capslib.run.progress import row_label, row_status
 from capslib.run.runner import run_cell
 from capslib.study.profiles import PRIORITY, prioritized, profile_grid, stage_of
 from capslib.run.store.results import ResultsStore
-from tiny import shortened
+from tiny import driver_env, shortened
 
 SPEC = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +51,8 @@ print("resumed_from_epoch", doc["provenance"].get("resumed_from_epoch", 0))
 
 
 def _driver(root, cache, stop: bool = False):
-    env = {**os.environ, "CAPSLIB_CACHE": str(cache), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     return subprocess.Popen([sys.executable, "-c", DRIVER, str(root), str(torch.get_num_threads()),
-                             "stop" if stop else "go"], env=env, cwd=ROOT,
+                             "stop" if stop else "go"], env=driver_env(CAPSLIB_CACHE=str(cache)), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

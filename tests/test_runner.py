@@ -183,9 +183,9 @@ sys.exit(main(sys.argv[2:]))
 
 
 def _kill_driver(stop: bool, root, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    from tiny import driver_env
     return subprocess.Popen([sys.executable, "-c", KILL_DRIVER, "stop" if stop else "go", *KILL_ARGS,
-                             "--results-root", str(root)], env=env, cwd=ROOT, text=True, **kw)
+                             "--results-root", str(root)], env=driver_env(), cwd=ROOT, text=True, **kw)
 
 
 @pytest.mark.slow

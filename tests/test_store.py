@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 import traceback
 
@@ -82,12 +81,12 @@ def test_concurrent_runs_train_each_cell_once(tmp_path, n_runs):
 
 @pytest.mark.slow
 def test_two_cli_runs_split_a_real_grid(tmp_path):
-    """Two `python -m capslib run` processes on one root, really training (1 epoch)."""
+    """Two `capslib run` processes on one root, really training (1 epoch, on the short splits)."""
+    from tiny import cli
     root = tmp_path / "res"
-    args = [sys.executable, "-m", "capslib", "run", "--profile", "quick", "--protocol", "novelty",
-            "--methods", "cnn_msp", "--classes", "2,9", "--epochs", "1", "--device", "cpu",
-            "--no-progress", "--results-root", str(root)]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    args = ["run", "--profile", "quick", "--protocol", "novelty", "--methods", "cnn_msp", "--classes", "2,9",
+            "--epochs", "1", "--device", "cpu", "--no-progress", "--results-root", root]
+    procs = [cli(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     ran = [int(o.split(" cells ran")[0].split()[-1]) for o, _ in outs]

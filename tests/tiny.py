@@ -2,6 +2,11 @@
 resumption, a store's atomicity, a tool's orchestration): every split cut to 16 training and 32
 test digits. The ``tiny_splits`` fixture (tests/conftest.py) applies it in a test's process; a
 test's driver script applies it in a process of its own with :func:`cut_splits`."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 
@@ -22,3 +27,17 @@ def cut_splits() -> None:
     """Every split of this process's runs cut (the driver plans them; the units carry them)."""
     import capslib.run.runner as runner
     runner.split_for = shortened(runner.split_for)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "import sys, tiny; tiny.cut_splits(); from capslib.cli.main import main; sys.exit(main(sys.argv[1:]))"
+
+
+def driver_env(**extra) -> dict:
+    """The environment of a test's driver process: this one's, with this checkout and tests/ to import from."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **extra}
+
+
+def cli(args: list, **popen) -> subprocess.Popen:
+    """``python -m capslib ARGS`` in a process of its own, on the short splits."""
+    return subprocess.Popen([sys.executable, "-c", CLI, *map(str, args)], env=driver_env(), cwd=ROOT, **popen)
