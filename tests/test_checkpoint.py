@@ -1,7 +1,6 @@
 """In-flight checkpoints (capslib.train.checkpoint), the paper grid's priority order and the
 per-row status (capslib.run.progress)."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from capslib.run.progress import row_label, row_status
 from capslib.run.runner import run_cell
 from capslib.study.profiles import PRIORITY, prioritized, profile_grid, stage_of
 from capslib.run.store.results import ResultsStore
-from tiny import driver_env, shortened
+from tiny import driver_env, shortened, wait_until_stopped
 
 SPEC = CellSpec("imbalanced", "digits", variant="proposed", normal_class=1, anomaly_fraction=0.1, seed=0, epochs=2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,18 +67,6 @@ def _same_arrays(a: ResultsStore, b: ResultsStore, spec) -> None:
     assert strip(ra) == strip(rb)
 
 
-def _wait_until_stopped(p: subprocess.Popen, timeout: float = 600) -> None:
-    """Wait until the driver has stopped itself (SIGSTOP); fail if it ends or hangs instead."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        pid, status = os.waitpid(p.pid, os.WNOHANG | os.WUNTRACED)
-        if pid:
-            assert os.WIFSTOPPED(status), f"the run ended before its first checkpoint ({status}): " + p.stdout.read()
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no checkpoint after {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[ResultsStore, list]:
     """SPEC trained once without interruption, in this process, on the short splits: (its store,
@@ -98,7 +85,7 @@ def test_cell_killed_after_first_epoch_resumes_bitwise(tmp_path, reference):
     resumes from it; the stored cell equals an uninterrupted run's, bit for bit."""
     cache = tmp_path / "cache"
     p = _driver(tmp_path / "run", cache, stop=True)
-    _wait_until_stopped(p)                                          # right after its first checkpoint
+    wait_until_stopped(p, "its first checkpoint")
     p.send_signal(signal.SIGKILL)
     p.wait(60)
     store = ResultsStore(tmp_path / "run", "t")

@@ -25,6 +25,7 @@ from capslib.train.plain import NonFiniteLoss, TrainSettings, train_capsnet
 from capslib.model.capsnet import CapsNet, CapsNetConfig
 
 from test_data import make_fake_mnist
+from tiny import driver_env, wait_until_stopped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +184,6 @@ sys.exit(main(sys.argv[2:]))
 
 
 def _kill_driver(stop: bool, root, **kw) -> subprocess.Popen:
-    from tiny import driver_env
     return subprocess.Popen([sys.executable, "-c", KILL_DRIVER, "stop" if stop else "go", *KILL_ARGS,
                              "--results-root", str(root)], env=driver_env(), cwd=ROOT, text=True, **kw)
 
@@ -193,14 +193,7 @@ def test_killed_run_resumes(tmp_path):
     root = tmp_path / "res"
     store = ResultsStore(root, "quick")
     proc = _kill_driver(True, root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600
-    while True:                            # until it stops itself in the middle of storing its third cell
-        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
-        if pid:
-            assert os.WIFSTOPPED(status), f"the run ended before its third cell ({status}): {proc.stderr.read()}"
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until_stopped(proc, "the middle of storing its third cell")
     assert len(list(store.staging_dir.iterdir())) == 1      # the third cell, written in staging only
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -5,6 +5,7 @@ test's driver script applies it in a process of its own with :func:`cut_splits`.
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,16 @@ def driver_env(**extra) -> dict:
 def cli(args: list, **popen) -> subprocess.Popen:
     """``python -m capslib ARGS`` in a process of its own, on the short splits."""
     return subprocess.Popen([sys.executable, "-c", CLI, *map(str, args)], env=driver_env(), cwd=ROOT, **popen)
+
+
+def wait_until_stopped(p: subprocess.Popen, what: str, timeout: float = 600) -> None:
+    """Wait until the driver ``p`` has stopped itself (SIGSTOP) at ``what``; fail if it ends or hangs first."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        pid, status = os.waitpid(p.pid, os.WNOHANG | os.WUNTRACED)
+        if pid:
+            said = p.stderr or p.stdout                    # what the driver printed, where it goes
+            assert os.WIFSTOPPED(status), f"the run ended before {what} ({status}): {said.read() if said else ''}"
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run did not reach {what} in {timeout} s")
