@@ -13,10 +13,10 @@ import torch
 THREADS = max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 torch.set_num_threads(THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
-# A notebook cell of these tests takes well under a minute. A kernel that stops answering (rarely,
-# client and kernel both idle: ipykernel 7 with nbclient) is given up after 4 minutes and the
-# notebook run once more with a fresh kernel (capslib.book.execute.run_notebook), not after the
-# 20 minutes a cell of the book's build may take (the `capslib book` runs the tests start read it too)
+# A notebook cell of these tests takes well under a minute. A kernel that stops answering is given
+# up after 4 minutes and the notebook run once more with a fresh kernel
+# (capslib.book.execute.run_notebook), not after the 20 minutes a cell of the book's build may take
+# (the `capslib book` runs the tests start read it too)
 os.environ.setdefault("CAPSLIB_CELL_TIMEOUT", "240")
 
 # Processes the tests start through multiprocessing (concurrent runs, Dask's local workers) are forked

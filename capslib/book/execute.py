@@ -158,16 +158,18 @@ def _portable(path: Path, root: Path, cwd: Path) -> str:
 
 
 def run_notebook(src: Path, dst: Path, params: dict, cwd: Path, name: str = "") -> None:
-    """papermill ``src`` into ``dst`` with a per-cell timeout. A kernel that stops answering
-    (seen twice here with ipykernel 7.4: client and kernel both idle mid-notebook, cf. nbclient
-    issue 312) gets one more try with a fresh kernel; an error raised by a cell is never retried."""
+    """papermill ``src`` into ``dst`` with a per-cell timeout, through a kernel client that does not
+    sleep through a message that has arrived (:mod:`capslib.book.kernel`). A kernel that stops
+    answering gets one more try with a fresh kernel; an error raised by a cell is never retried."""
     import papermill as pm
+
+    from capslib.book.kernel import SlicedPollKernelManager
 
     for attempt in (1, 2):
         try:
             pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=KERNEL, cwd=str(cwd),
                                 progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                                execution_timeout=CELL_TIMEOUT)
+                                execution_timeout=CELL_TIMEOUT, kernel_manager_class=SlicedPollKernelManager)
             return
         except Exception as e:
             if attempt == 2 or type(e).__name__ not in RETRY_ON:
