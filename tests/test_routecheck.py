@@ -68,6 +68,26 @@ def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
     assert main(["--routes", "gpu-magic", "--device", "cpu"]) == 2
 
 
+@pytest.mark.parametrize("route", ["plain-fp32", "fast-fp32"])
+def test_stall_rate_replicas_train_as_the_grid_does(route, tmp_path, tiny_splits):
+    """The stall rate trains its replicas and evaluates nothing: each replica's losses are, bit
+    for bit, those a run of the grid records for the same cell on the same route."""
+    import io
+
+    import torch
+    from capslib.tools.stallrate import ROUTES as STALL_ROUTES, replicas, train_replicas
+    cells = replicas(cell_from_id("imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32", "quick"), 2, 2)
+    got = train_replicas(route, cells, torch.device("cpu"))
+    fast, precision, options = STALL_ROUTES[route]
+    store = ResultsStore(tmp_path, "t")
+    run_grid(cells, store, device="cpu", show_progress=False, fast=fast, group_size=8, fast_options=options,
+             precision=precision, out=io.StringIO())
+    assert got["failed"] == {} and sorted(got["replicas"]) == [0, 1]
+    for c in cells:
+        info = store.load_cell(c)["info"]
+        assert got["replicas"][c.seed][0] == info["final_loss"] and got["curves"][c.seed] == info["epoch_end_losses"]
+
+
 def test_stall_rate_resumes_a_report_without_training_its_seeds_again(tmp_path, monkeypatch):
     """A resumed run trains only the seeds the report lacks and counts the earlier ones with them;
     a report of another cell is refused."""

@@ -65,14 +65,21 @@ def plan_groups(cells: Sequence[CellSpec], group_size: Union[int, Mapping[str, i
     return groups
 
 
+def train_group_only(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split], device: torch.device,
+                     options: FastOptions = FastOptions(), progress=None) -> tuple[list, list]:
+    """Train one group together, nothing else: (the trained jobs, per cell train_stacked's fit
+    dict or the NonFiniteLoss that stopped it)."""
+    jobs = [capsnet_job(s, data, sp, torch.device("cpu")) for s, sp in zip(specs, splits)]
+    size = jobs[0].model.config.image_size
+    crop = size if size != data.image_shape[-1] else None     # smallNORB: 48x48 stored, 32x32 crops
+    return jobs, train_stacked(jobs, data.x_train, device, options, crop=crop, progress=progress)
+
+
 def train_group(specs: Sequence[CellSpec], data: Dataset, splits: Sequence[Split], device: torch.device,
                 options: FastOptions = FastOptions(), progress=None) -> list:
     """Train one group together; per cell a CellResult (exactly the plain path's fields,
     plus ``info['fast_path']``) or the NonFiniteLoss that stopped it."""
-    jobs = [capsnet_job(s, data, sp, torch.device("cpu")) for s, sp in zip(specs, splits)]
-    size = jobs[0].model.config.image_size
-    crop = size if size != data.image_shape[-1] else None     # smallNORB: 48x48 stored, 32x32 crops
-    fits = train_stacked(jobs, data.x_train, device, options, crop=crop, progress=progress)
+    jobs, fits = train_group_only(specs, data, splits, device, options, progress)
     net = StackedCapsNet([j.model for j in jobs]).to(device)               # the trained weights, stacked
     net.bf16, net.channels_last, net.conv1_fp32 = options.bf16, options.channels_last, options.conv1_fp32
     requests = [evaluation_requests(s, data, sp) for s, sp in zip(specs, splits)]

@@ -7,7 +7,8 @@ anomalies) on each route of :data:`ROUTES`, for ``--epochs`` epochs (2 by defaul
 steps on MNIST at 1%: an early look, which eight 10-epoch trainings on this CPU confirmed; see
 the methods chapter), in groups of eight on the fast path as on the GPU, and counts the
 replicas whose last training loss is still on the plateau
-(:func:`capslib.run.store.schema.stalled`). Every replica's loss at the end
+(:func:`capslib.run.store.schema.stalled`). A replica is trained only, as the grid would train
+it, and never evaluated: the rule reads nothing else. Every replica's loss at the end
 of each epoch is kept, so a run of full-length replicas also says how well an earlier epoch's
 plateau predicts the last one's (``early_look``): the check of the 2-epoch look. The replicas
 run in rounds of eight seeds, each round on every route in turn, so that a run stopped early still compares the
@@ -21,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -67,20 +66,41 @@ def replicas(cell: CellSpec, n: int, epochs: int) -> list[CellSpec]:
 
 
 def train_replicas(route: str, cells: list[CellSpec], device, data_root=None) -> dict:
-    """Train ``cells`` on ``route`` in a temporary store: {seed: (last loss, stalled?)}, failures, seconds."""
-    from capslib.run.runner import run_grid
-    from capslib.run.store.results import ResultsStore
+    """Train ``cells`` on ``route``, and nothing more (the stall rule reads the training loss:
+    nothing is evaluated or stored): {seed: (last loss, stalled?)}, {seed: each epoch's last
+    loss}, failures, seconds."""
+    from capslib.data.datasets import load_dataset
+    from capslib.run.execute import EpochLosses
+    from capslib.run.groups import train_group_only
+    from capslib.run.runner import split_for, validate_cells
     from capslib.run.store.schema import stalled
+    from capslib.study.protocols import capsnet_job
+    from capslib.train.jobs import train_job
+    from capslib.train.plain import NonFiniteLoss
     fast, precision, options = ROUTES[route]
+    validate_cells(cells, data_root)
+    data = load_dataset(cells[0].resolved().dataset, data_root)
+    splits = [split_for(c.resolved(), data) for c in cells]
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="stallrate-") as tmp:
-        store = ResultsStore(Path(tmp), "stallrate")
-        rep = run_grid(cells, store, data_root=data_root, device=device, show_progress=False, fast=fast,
-                       group_size=8, fast_options=options, precision=precision, out=open(os.devnull, "w"))
-        done = {c.seed: store.load_cell(c) for c in cells if store.is_done(c)}
-    return {"replicas": {s: (d["info"]["final_loss"], bool(stalled(d))) for s, d in done.items()},
-            "curves": {s: d["info"].get("epoch_end_losses") for s, d in done.items()},
-            "failed": rep["failed"], "seconds": time.perf_counter() - t0}
+    fits: list = []
+    if fast:                                          # in groups of ROUND, as run_grid's fast path
+        fits = train_group_only(cells, data, splits, device, options)[1]
+    else:
+        for c, sp in zip(cells, splits):
+            curve = EpochLosses()
+            try:
+                fit = train_job(capsnet_job(c, data, sp, device, precision), data, progress=curve)
+            except NonFiniteLoss as e:
+                fits.append(e)
+                continue
+            fits.append({**fit, "epoch_end_losses": curve.ends(c.resolved().epochs)})
+    done = {c: fit for c, fit in zip(cells, fits) if not isinstance(fit, Exception)}
+    return {"replicas": {c.seed: (fit["final_loss"], bool(stalled({"resolved": c.resolved().to_dict(),
+                                                                      "info": {"final_loss": fit["final_loss"]}})))
+                         for c, fit in done.items()},
+            "curves": {c.seed: fit["epoch_end_losses"] for c, fit in done.items()},
+            "failed": {c.cell_id: str(fit) for c, fit in zip(cells, fits) if isinstance(fit, Exception)},
+            "seconds": time.perf_counter() - t0}
 
 
 def early_look(curves: dict, plateau: float = PLATEAU_LOSS) -> list[dict]:
