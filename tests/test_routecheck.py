@@ -51,41 +51,33 @@ def test_wilson_interval():
 
 @pytest.mark.slow
 def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
+    """Replicas per route, trained only (nothing evaluated): each replica's losses are, bit for
+    bit, those a run of the grid records for the same cell on the same route."""
+    import io
     import json
-    from capslib.tools.stallrate import main
-    rc = main(["--cell", "imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32", "--profile", "quick",
-               "--replicas", "2", "--epochs", "2", "--routes", "plain-bf16,fast-bf16-conv1fp32", "--device", "cpu",
-               "--out", str(tmp_path)])
+    from capslib.tools.stallrate import ROUTES as STALL_ROUTES, main, replicas
+    cell = "imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32"
+    rc = main(["--cell", cell, "--profile", "quick", "--replicas", "2", "--epochs", "2", "--routes",
+               "plain-bf16,fast-bf16-conv1fp32", "--device", "cpu", "--out", str(tmp_path / "out")])
     assert rc == 0
-    report = json.loads(next(tmp_path.glob("stallrate-cpu-*.json")).read_text())
+    report = json.loads(next((tmp_path / "out").glob("stallrate-cpu-*.json")).read_text())
     assert list(report["routes"]) == ["plain-bf16", "fast-bf16-conv1fp32"]
-    for r in report["routes"].values():
+    for route, r in report["routes"].items():
         assert r["replicas"] == 2 and 0 <= r["stalled"] <= 2 and sorted(r["final_loss"]) == ["0", "1"]
         assert r["wilson95"][0] <= r["rate"] <= r["wilson95"][1]
         for seed, curve in r["epoch_end_losses"].items():     # each path's loss at each epoch's end
             assert len(curve) == 2 and curve[-1] == r["final_loss"][seed]
         assert [look["epoch"] for look in r["early_look"]] == [1] and r["early_look"][0]["replicas"] == 2
+        fast, precision, options = STALL_ROUTES[route]
+        cells = replicas(cell_from_id(cell, "quick"), 2, 2)
+        store = ResultsStore(tmp_path / route, "t")
+        run_grid(cells, store, device="cpu", show_progress=False, fast=fast, group_size=8, fast_options=options,
+                 precision=precision, out=io.StringIO())
+        for c in cells:
+            info = store.load_cell(c)["info"]
+            assert (r["final_loss"][str(c.seed)], r["epoch_end_losses"][str(c.seed)]) == \
+                (info["final_loss"], info["epoch_end_losses"]), route
     assert main(["--routes", "gpu-magic", "--device", "cpu"]) == 2
-
-
-@pytest.mark.parametrize("route", ["plain-fp32", "fast-fp32"])
-def test_stall_rate_replicas_train_as_the_grid_does(route, tmp_path, tiny_splits):
-    """The stall rate trains its replicas and evaluates nothing: each replica's losses are, bit
-    for bit, those a run of the grid records for the same cell on the same route."""
-    import io
-
-    import torch
-    from capslib.tools.stallrate import ROUTES as STALL_ROUTES, replicas, train_replicas
-    cells = replicas(cell_from_id("imbalanced-digits-capsnet-standard-n0-f0.1-s0-e5-b32", "quick"), 2, 2)
-    got = train_replicas(route, cells, torch.device("cpu"))
-    fast, precision, options = STALL_ROUTES[route]
-    store = ResultsStore(tmp_path, "t")
-    run_grid(cells, store, device="cpu", show_progress=False, fast=fast, group_size=8, fast_options=options,
-             precision=precision, out=io.StringIO())
-    assert got["failed"] == {} and sorted(got["replicas"]) == [0, 1]
-    for c in cells:
-        info = store.load_cell(c)["info"]
-        assert got["replicas"][c.seed][0] == info["final_loss"] and got["curves"][c.seed] == info["epoch_end_losses"]
 
 
 def test_stall_rate_resumes_a_report_without_training_its_seeds_again(tmp_path, monkeypatch):
