@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
 from capslib.core.errors import ConfigError
 
 from capslib.core.config import CellSpec, FastOptions
@@ -114,6 +112,8 @@ def main(argv=None) -> int:
         print(f"{write_groups(resolve_results_root(a.results_root), a.profile, a.write_groups)} groups written to "
               f"{a.write_groups}")
         return 0
+    import torch                    # here: writing the groups (the window's prepare step) needs no torch
+
     routes = a.routes.split(",")
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
