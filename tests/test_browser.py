@@ -81,13 +81,15 @@ def browser(chromium, site):
 
 
 class Visit:
-    """A page opened in a fresh context, with every request and JavaScript error recorded."""
+    """A page opened in the site's browser context, with every request and JavaScript error it
+    makes recorded. The pages share the context's cache, as a reader's tabs do: the site's
+    shared scripts (plotly.js, the theme, the widget manager) are compiled once, not once per
+    page; each page's own requests are still recorded, cached or not."""
 
-    def __init__(self, browser, site: str, page_path: Path):
+    def __init__(self, ctx, site: str, page_path: Path):
         self.url = f"{site}/{page_path.relative_to(HTML).as_posix()}"
         self.requests, self.failed, self.errors = [], [], []
-        self.ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
-        self.page = self.ctx.new_page()
+        self.page = ctx.new_page()
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
         self.page.on("response", lambda r: self.failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
@@ -105,8 +107,14 @@ class Visit:
                 out.append(u)
         return out
 
+    def front(self):
+        """This page, made the visible tab: a page left in the background gets no animation
+        frames, and Plotly and the widgets draw in them."""
+        self.page.bring_to_front()
+        return self.page
+
     def close(self):
-        self.ctx.close()
+        self.page.close()
 
 
 # --------------------------------------------------------------------------- every page
@@ -145,9 +153,10 @@ def visited(site, browser):
     chapters stay open for the tests that then act on them (menus, a linked widget, a wide
     table), so each page is loaded and drawn once for the whole module."""
     out, chapters = {}, {}
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
     try:
         for path in all_pages():
-            v = Visit(browser, site, path)
+            v = Visit(ctx, site, path)
             keep = path in chapter_pages()
             try:
                 # Plotly draws its figures, MathJax typesets and the widget manager renders saved
@@ -179,8 +188,7 @@ def visited(site, browser):
                     v.close()
         yield out, chapters
     finally:
-        for v in chapters.values():
-            v.close()
+        ctx.close()     # its pages with it
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +243,7 @@ def test_linked_widget_works_without_kernel(chapters):
     """A ``jslink``-ed slider / number box pair saved in a chapter: typing a number moves the
     slider, in the static page (no kernel)."""
     for path, v in chapters.items():
-        i = v.page.evaluate(FIND_LINKED)
+        i = v.front().evaluate(FIND_LINKED)
         if i == -2:            # no linked widgets saved in this chapter
             continue
         if i < 0:              # saved, but the widget manager renders them after the load event
@@ -367,7 +375,7 @@ def test_wide_table_scrolls_in_the_column_with_its_row_labels_in_view(chapters):
     pages = sorted(chapters, key=lambda p: (p.stem != "novelty_auroc", p.as_posix()))
     for path in pages:
         v = chapters[path]
-        slot = v.page.locator("div.cell_output div.output.text_html:has(table.dataframe)").first
+        slot = v.front().locator("div.cell_output div.output.text_html:has(table.dataframe)").first
         if slot.count():
             break
     else:
@@ -409,7 +417,7 @@ def test_choosers_draw_the_picked_cell(chapters, tmp_path):
     for path, v in chapters.items():
         if path.stem not in kinds:
             continue
-        choosers = v.page.locator(".capslib-chooser")
+        choosers = v.front().locator(".capslib-chooser")
         if not choosers.count():
             continue
         for i in range(choosers.count()):
