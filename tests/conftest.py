@@ -1,6 +1,7 @@
 import multiprocessing as mp
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,11 @@ import torch
 THREADS = max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 torch.set_num_threads(THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+# jsonschema (under nbformat) imports the optional rfc3987_syntax, when installed, for its "iri"
+# format check, and building that package's grammar costs each test process 1-4 s of CPU. No test
+# validates an IRI, so the test processes go without it (jsonschema skips the check); the processes
+# they start (kernels, CLI runs, the book build) import it as usual.
+sys.modules.setdefault("rfc3987_syntax", None)
 # A notebook cell of these tests takes well under a minute. A kernel that stops answering is given
 # up after 4 minutes and the notebook run once more with a fresh kernel
 # (capslib.book.execute.run_notebook), not after the 20 minutes a cell of the book's build may take
