@@ -137,8 +137,13 @@ def pytest_collection_modifyitems(config, items):
     out in: the tests of a module that share a module-scoped fixture (a synthetic book, a served
     site, a trained detector) or that mark themselves as one group (``xdist_group``: module
     state) stay together on one worker, so the fixture is built once; every other test goes to
-    whichever worker is free. The modules and tests marked ``slow`` start first, so that the
-    last minutes are not one long test on one worker while the others wait."""
+    whichever worker is free. The work units (a group, or a test on its own) are handed out
+    longest first, so that the last minutes are not one long test on one worker while the others
+    wait: a unit's length is the largest ``seconds`` the ``slow`` markers of its tests state (the
+    typical seconds the test, or the whole module where the module is marked, takes in the suite
+    on two cores: an ordering hint only), then the other ``slow`` units, then the rest.
+    scripts/test.sh keeps this order (``--no-loadscope-reorder``: pytest-xdist would otherwise put
+    the units with the most tests first)."""
     shared = {}
     for item in items:
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
@@ -149,7 +154,16 @@ def pytest_collection_modifyitems(config, items):
         for item in group:
             if not item.get_closest_marker("xdist_group"):
                 item.add_marker(pytest.mark.xdist_group(name))
-    slow_modules = {n for n, g in shared.items() if any(i.get_closest_marker("slow") for i in g)}
-    is_slow = lambda i: (i.module.__name__ in slow_modules if i.module.__name__ in shared
-                         else i.get_closest_marker("slow") is not None)
-    items.sort(key=lambda i: not is_slow(i))     # stable: a shared module's tests stay together
+
+    def unit(item) -> str:
+        m = item.get_closest_marker("xdist_group")
+        return (m.args[0] if m.args else m.kwargs.get("name", "default")) if m else item.nodeid
+
+    def length(item) -> float:
+        m = item.get_closest_marker("slow")
+        return -1.0 if m is None else float(m.kwargs.get("seconds", 0))
+
+    longest: dict = {}
+    for item in items:
+        longest[unit(item)] = max(longest.get(unit(item), -1.0), length(item))
+    items.sort(key=lambda i: -longest[unit(i)])     # stable: a unit's tests keep their order

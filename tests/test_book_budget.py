@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=75)
 NOTEBOOK_BUDGET = 1.5e6
 PAGE_BUDGET = 3e6
 # score name -> decision threshold, per (protocol, method): the scores the real cells store

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow(seconds=45)]
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("CAPSLIB_BOOK_HTML", ROOT / "_build" / "html"))

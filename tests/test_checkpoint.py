@@ -79,7 +79,7 @@ def reference(tmp_path_factory) -> tuple[ResultsStore, list]:
     return ref, curve
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_cell_killed_after_first_epoch_resumes_bitwise(tmp_path, reference):
     """A subprocess killed (SIGKILL) once its first epoch's checkpoint exists; a second run
     resumes from it; the stored cell equals an uninterrupted run's, bit for bit."""

@@ -19,7 +19,7 @@ from capslib.detect.fit import FitSettings, fit_or_load  # noqa: E402
 from capslib.data.folder import MIN_NORMAL, load_folder, save_image, write_example_folder  # noqa: E402
 from capslib.model.scores import auroc  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=40)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ def rows_by_score(doc):
     return {r["score"]: r for r in doc["rows"]}
 
 
+@pytest.mark.slow(seconds=15)
 def test_imbalanced_proposed_cell_on_digits(tmp_path):
     spec = CellSpec("imbalanced", "digits", "capsnet", "proposed", normal_class=0, anomaly_fraction=0.1, epochs=3)
     doc = run_cell(spec, ResultsStore(tmp_path, "t"), device="cpu")
@@ -32,6 +33,7 @@ def test_imbalanced_proposed_cell_on_digits(tmp_path):
     assert arrays["score_anomaly_score"].shape == (540,)
 
 
+@pytest.mark.slow(seconds=60)
 def test_novelty_cell_on_digits(tmp_path):
     # paper B's batch of 100 gives the digits too few steps; batch 32 as in the quick profile
     spec = CellSpec("novelty", "digits", "capsnet", held_out=(9,), epochs=2, batch_size=32)

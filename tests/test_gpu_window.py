@@ -64,7 +64,7 @@ def test_pack_round_trip_and_checksum(tmp_path):
         read_pack(tmp_path / "bad.npz.xz", "mnist")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_window_dry_run_on_cpu_with_forced_fallback(project, tmp_path):
     repo, old = project
     stash = tmp_path / "stash"

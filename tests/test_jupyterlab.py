@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from conftest import screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow(seconds=20)]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "score_distributions"

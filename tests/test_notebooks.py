@@ -29,7 +29,7 @@ MISSING = ["imbalanced-digits-cnn-n1-f0.1-s0-e5-b32"]      # left out of the cop
 READ = [f"imbalanced-digits-capsnet-{v}-n1-f0.1-s0-e5-b32" for v in ("standard", "proposed")]
 EXPECTED = {"imbalanced_accuracy", "novelty_auroc", "roc_curves", "score_distributions", "reconstruction_galleries"}
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=75)
 
 
 @pytest.fixture(scope="module")

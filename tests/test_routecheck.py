@@ -10,7 +10,7 @@ from capslib.run.runner import run_grid
 from capslib.run.store.results import ResultsStore
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
 def test_every_route_on_a_digits_cell(tmp_path, tiny_splits, capsys):
     cells = [CellSpec("imbalanced", "digits", variant=v, normal_class=1, anomaly_fraction=0.1, seed=0, epochs=5)
              for v in ("standard", "proposed")]
@@ -49,7 +49,7 @@ def test_wilson_interval():
     assert (lo, hi) == (pytest.approx(0.280, abs=1e-3), pytest.approx(0.720, abs=1e-3))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_stall_rate_of_replicas_per_route_on_digits(tmp_path, tiny_splits):
     """Replicas per route, trained only (nothing evaluated): each replica's losses are, bit for
     bit, those a run of the grid records for the same cell on the same route."""

@@ -188,7 +188,7 @@ def _kill_driver(stop: bool, root, **kw) -> subprocess.Popen:
                              "--results-root", str(root)], env=driver_env(), cwd=ROOT, text=True, **kw)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 def test_killed_run_resumes(tmp_path):
     root = tmp_path / "res"
     store = ResultsStore(root, "quick")

@@ -79,7 +79,7 @@ def test_concurrent_runs_train_each_cell_once(tmp_path, n_runs):
     assert not any(store.staging_dir.iterdir())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_two_cli_runs_split_a_real_grid(tmp_path):
     """Two `capslib run` processes on one root, really training (1 epoch, on the short splits)."""
     from tiny import cli

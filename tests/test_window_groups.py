@@ -150,7 +150,7 @@ def test_the_picks_rates_reach_the_runs_time_budget(monkeypatch, tmp_path, tiny_
     assert "2 left for the next run (2 in 1 units predicted to end after the budget)" in out.out
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_window_dry_run_sizes_groups_with_the_real_check_and_trains_both_papers(monkeypatch, tmp_path, tiny_splits,
                                                                                 capsys):
     """The window's two Python steps on a CPU: pick (shrunken networks timed, the real
