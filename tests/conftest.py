@@ -165,5 +165,6 @@ def pytest_collection_modifyitems(config, items):
 
     longest: dict = {}
     for item in items:
-        longest[unit(item)] = max(longest.get(unit(item), -1.0), length(item))
+        u = unit(item)
+        longest[u] = max(longest.get(u, -1.0), length(item))
     items.sort(key=lambda i: -longest[unit(i)])     # stable: a unit's tests keep their order

@@ -3,8 +3,8 @@
 All notebooks share one temporary results root: a copy of the committed quick store (what the
 build reads) less one baseline cell. The first notebook asks for the CapsNets, which it reads,
 and that baseline, which it trains as a chapter does a missing cell (the same call for any
-method: the CapsNet's training has its own tests); the others read the store. Errors are never allowed; each
-executed notebook must show a Plotly figure as HTML.
+method: the CapsNet's training has its own tests); the others read the store. Errors are never
+allowed; each executed notebook must show a Plotly figure as HTML.
 """
 from __future__ import annotations
 
